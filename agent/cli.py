@@ -1,0 +1,78 @@
+"""edgefarm-agent: serve the Agent gRPC service on this board."""
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import List, Optional
+
+from agent import PROTOCOL_VERSION, __version__
+from agent.server import AgentService, make_server
+from agent.store import ArtifactStore
+
+EXAMPLES = """examples:
+  edgefarm-agent serve --host 127.0.0.1 --port 50051 --cache-dir ~/.cache/edgefarm-agent
+  edgefarm-agent serve --port 0          # ephemeral port, printed on the first line
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgefarm-agent", description=__doc__,
+                                     epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__} ({PROTOCOL_VERSION})")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve the Agent service", epilog=EXAMPLES,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    serve.add_argument("--port", type=int, default=50051, help="port; 0 picks a free one")
+    serve.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "edgefarm-agent",
+                       help="where artifacts are stored, named by sha256")
+    serve.add_argument("--max-cache-mb", type=int, default=4096, help="artifact cache cap (LRU eviction)")
+    serve.add_argument("--max-artifact-mb", type=int, default=1024, help="largest single upload accepted")
+    serve.add_argument("--insecure-plaintext", action="store_true",
+                       help="allow plaintext gRPC on a non-loopback address (trusted lab networks only)")
+    return parser
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(args: argparse.Namespace) -> int:
+    if not _is_loopback(args.host) and not args.insecure_plaintext:
+        print(f"edgefarm-agent: refusing plaintext gRPC on non-loopback address {args.host}; "
+              "bind 127.0.0.1, or pass --insecure-plaintext on a trusted network", file=sys.stderr)
+        return 2
+    store = ArtifactStore(args.cache_dir, args.max_cache_mb << 20, args.max_artifact_mb << 20)
+    server, port = make_server(AgentService(store), args.host, args.port)
+    server.start()
+    # The first stdout line is read by the controller's LocalAgent to learn the port.
+    print(f"edgefarm-agent {__version__} listening on {args.host}:{port} pid {os.getpid()}", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    server.stop(grace=2).wait()
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return serve(args)
+    except OSError as exc:
+        print(f"edgefarm-agent: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""What this device is: small collect_* probes, each tolerant of a missing file."""
+from __future__ import annotations
+
+import os
+import platform
+import socket
+from pathlib import Path
+from typing import List
+
+from agent import PROTOCOL_VERSION, __version__
+from agent.backends import backend_names, get_backend
+from agent.sensors import available_sensors
+from protos import agent_pb2 as pb
+
+
+def describe() -> pb.DeviceInfo:
+    return pb.DeviceInfo(
+        hostname=socket.gethostname(), machine=platform.machine(), cpu_model=collect_cpu_model(),
+        cpu_cores=os.cpu_count() or 0, ram_bytes=collect_ram_bytes(), os=collect_os(),
+        python_version=platform.python_version(), runtimes=collect_runtimes(),
+        accelerators=collect_accelerators(), sensors=available_sensors(),
+        agent_version=__version__, protocol_version=PROTOCOL_VERSION)
+
+
+def collect_cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    # x86 says "model name"; Raspberry Pi and Jetson kernels say "Model" or nothing per core.
+    for line in _read(cpuinfo).splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("model name", "Model", "Hardware") and value.strip():
+            return value.strip()
+    return platform.processor() or platform.machine()
+
+
+def collect_ram_bytes(meminfo: Path = Path("/proc/meminfo")) -> int:
+    for line in _read(meminfo).splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def collect_os(os_release: Path = Path("/etc/os-release")) -> str:
+    for line in _read(os_release).splitlines():
+        if line.startswith("PRETTY_NAME="):
+            return line.split("=", 1)[1].strip('"')
+    return f"{platform.system()} {platform.release()}"
+
+
+def collect_runtimes() -> List[pb.RuntimeInfo]:
+    runtimes = []
+    for name in backend_names():
+        try:
+            module = get_backend(name)
+            version = module.version()
+        except ImportError:
+            continue
+        if version:
+            runtimes.append(pb.RuntimeInfo(name=name, version=version, providers=module.providers()))
+    return runtimes
+
+
+def collect_accelerators(root: Path = Path("/")) -> List[str]:
+    found = []
+    if (root / "etc/nv_tegra_release").exists():
+        found.append("jetson-gpu")
+    if (root / "dev/nvidia0").exists():
+        found.append("nvidia-gpu")
+    if (root / "dev/apex_0").exists():  # Coral M.2/PCIe; the USB Coral shows only through libedgetpu
+        found.append("edgetpu-pcie")
+    return found
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""

@@ -1,0 +1,166 @@
+"""One benchmark job, run inside the worker child process: load, warm up, measure,
+optional accuracy pass; emits protobuf events through a callback."""
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from typing import Callable, Optional
+
+import numpy as np
+
+from agent import __version__
+from agent.backends import UnknownBackendError, get_backend
+from agent.backends.base import BackendOptions, BackendUnavailableError, BadInputError, Engine
+from agent.measure import MeasurePolicy, Measurement, WarmupPolicy, make_inputs, measure, warm_up
+from agent.pb import failure_event, fingerprint_to_pb, power_to_pb, progress_event, stats_to_pb
+from agent.sensors import probe
+from agent.sensors.monitor import PowerMonitor, PowerSummary
+from agent.fingerprint import collect_fingerprint
+from protos import agent_pb2 as pb
+
+Emit = Callable[[pb.BenchmarkEvent], None]
+IDLE_BASELINE_SECONDS = 0.5
+
+
+class Job:
+    def __init__(self, spec: pb.BenchmarkSpec, artifact_path: str, eval_path: Optional[str], emit: Emit) -> None:
+        self.spec, self.artifact_path, self.eval_path, self.emit = spec, artifact_path, eval_path, emit
+        self.options = BackendOptions(threads=spec.threads, execution_provider=spec.execution_provider,
+                                      delegate=spec.delegate, precision=spec.precision,
+                                      batch_size=max(spec.batch_size, 1))
+
+    def run(self) -> None:
+        try:
+            self.emit(pb.BenchmarkEvent(result=self._run()))
+        except (BadInputError, BackendUnavailableError, UnknownBackendError) as exc:
+            self.emit(failure_event(pb.Failure.BAD_INPUT, str(exc)))
+        except ImportError as exc:
+            self.emit(failure_event(pb.Failure.BAD_INPUT,
+                                    f"backend {self.spec.backend!r} is not installed on this agent: {exc}"))
+        except Exception as exc:  # the runtime failed mid-run without killing the process
+            self.emit(failure_event(pb.Failure.BACKEND_CRASH, f"{type(exc).__name__}: {_first_line(exc)}"))
+
+    def _run(self) -> pb.Result:
+        env_start = collect_fingerprint()
+        engine, load_ms = self._load()
+        try:
+            feeds = self._feeds(engine)
+            first_ms = _time_ms(lambda: engine.run(feeds))
+            result = self._measure(engine, feeds)
+            self._accuracy(engine, result)
+        finally:
+            engine.close()
+        result.load_ms, result.first_inference_ms = load_ms, first_ms
+        result.environment.CopyFrom(fingerprint_to_pb(env_start, collect_fingerprint(), __version__))
+        result.peak_rss_bytes = _peak_rss_bytes()
+        return result
+
+    def _load(self):
+        self.emit(progress_event("load", 0.0))
+        backend = get_backend(self.spec.backend)
+        start = time.perf_counter_ns()
+        engine = backend.load(self.artifact_path, self.options)
+        return engine, (time.perf_counter_ns() - start) / 1e6
+
+    def _feeds(self, engine: Engine):
+        feeds = make_inputs(engine.inputs, self.options.batch_size, self.spec.seed)
+        try:
+            engine.run(feeds)
+        except Exception as exc:
+            raise BadInputError(f"the model does not run on generated inputs {_shapes(feeds)}: "
+                                f"{_first_line(exc)}") from exc
+        return feeds
+
+    def _measure(self, engine: Engine, feeds) -> pb.Result:
+        self.emit(progress_event("warmup", 0.0))
+        warmups = warm_up(engine, feeds, _warmup_policy(self.spec.warmup))
+        monitor = _power_monitor()
+        if monitor is not None:
+            monitor.start()
+        m = measure(engine, feeds, _measure_policy(self.spec.measure),
+                    lambda phase, frac: self.emit(progress_event(phase, frac)))
+        power = None
+        if monitor is not None:
+            monitor.stop()
+            power = monitor.summary(len(m.samples_ns))
+        return self._result(engine, m, warmups, power)
+
+    def _result(self, engine: Engine, m: Measurement, warmups: int,
+                power: Optional[PowerSummary]) -> pb.Result:
+        batch = self.options.batch_size
+        r = pb.Result(job_id=self.spec.job_id, backend=self.spec.backend, provider=engine.provider,
+                      samples_ns=m.samples_ns, latency=stats_to_pb(m.samples_ns),
+                      compute_separable=engine.compute_separable, fps=batch * len(m.samples_ns) / m.wall_seconds,
+                      measure_seconds=m.wall_seconds, warmup_iterations=warmups, batch_size=batch, streams=1)
+        if m.compute_samples_ns:
+            r.compute_samples_ns.extend(m.compute_samples_ns)
+            r.compute_latency.CopyFrom(stats_to_pb(m.compute_samples_ns))
+        r.power.CopyFrom(power_to_pb(power or PowerSummary.not_available(_NO_SENSOR)))
+        return r
+
+    def _accuracy(self, engine: Engine, result: pb.Result) -> None:
+        if not self.eval_path:
+            return
+        self.emit(progress_event("accuracy", 0.0))
+        result.accuracy = top1_on_device(engine, self.eval_path)
+        result.accuracy_available = True
+
+
+_NO_SENSOR = "no power sensor on this board (RAPL, NVML, INA3221, tegrastats, Pi PMIC all absent)"
+
+
+def _power_monitor():
+    sensor = probe()
+    if sensor is None:
+        return None
+    monitor = PowerMonitor(sensor)
+    monitor.measure_idle(IDLE_BASELINE_SECONDS)
+    return monitor
+
+
+def top1_on_device(engine: Engine, eval_path: str) -> float:
+    """Top-1 through the board's own engine; batches of the engine's batch size."""
+    with np.load(eval_path, allow_pickle=False) as data:
+        x, y = data["x"], data["y"]
+    spec = engine.inputs[0]
+    batch = spec.shape[0] if spec.shape and spec.shape[0] > 0 else 64
+    correct = 0
+    for i in range(0, len(x), batch):
+        chunk = x[i:i + batch].astype(spec.dtype if spec.dtype.startswith("float") else np.float32)
+        if len(chunk) < batch and spec.shape and spec.shape[0] > 0:
+            chunk = np.concatenate([chunk, np.zeros((batch - len(chunk),) + chunk.shape[1:], chunk.dtype)])
+        logits = engine.run({spec.name: chunk})[0][: len(y[i:i + batch])]
+        correct += int((np.argmax(logits, axis=-1) == y[i:i + batch]).sum())
+    return correct / max(len(y), 1)
+
+
+def _warmup_policy(p: pb.WarmupPolicy) -> WarmupPolicy:
+    d = WarmupPolicy()  # proto3 zero = "not set": fall back to the defaults
+    return WarmupPolicy(p.min_iterations or d.min_iterations, p.min_seconds or d.min_seconds)
+
+
+def _measure_policy(p: pb.MeasurePolicy) -> MeasurePolicy:
+    d = MeasurePolicy()
+    return MeasurePolicy(p.min_iterations or d.min_iterations, p.min_seconds or d.min_seconds,
+                         p.max_iterations or d.max_iterations, p.max_seconds or d.max_seconds)
+
+
+def _time_ms(fn: Callable[[], object]) -> float:
+    start = time.perf_counter_ns()
+    fn()
+    return (time.perf_counter_ns() - start) / 1e6
+
+
+def _peak_rss_bytes() -> int:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss if sys.platform == "darwin" else rss * 1024  # Linux reports KiB, macOS bytes
+
+
+def _shapes(feeds) -> str:
+    return ", ".join(f"{k}{list(v.shape)}:{v.dtype}" for k, v in feeds.items())
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

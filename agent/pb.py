@@ -1,0 +1,44 @@
+"""Conversions between the agent's domain records and the wire messages."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from agent.fingerprint import EnvironmentFingerprint
+from agent.sensors.monitor import PowerSummary
+from agent.stats import LatencyStats
+from protos import agent_pb2 as pb
+
+
+def stats_to_pb(samples_ns: Sequence[int]) -> pb.LatencyStats:
+    s = LatencyStats.from_samples_ns(samples_ns)
+    return pb.LatencyStats(count=s.count, min_ms=s.min_ms, max_ms=s.max_ms, mean_ms=s.mean_ms,
+                           std_ms=s.std_ms, p50_ms=s.p50_ms, p90_ms=s.p90_ms, p95_ms=s.p95_ms,
+                           p99_ms=s.p99_ms, cv=s.cv)
+
+
+def power_to_pb(p: PowerSummary) -> pb.PowerSummary:
+    return pb.PowerSummary(available=p.available, sensor=p.sensor, unavailable_reason=p.unavailable_reason,
+                           avg_power_w=p.avg_power_w, idle_power_w=p.idle_power_w,
+                           energy_per_inference_mj=p.energy_per_inference_mj, sample_count=p.sample_count)
+
+
+def fingerprint_to_pb(start: EnvironmentFingerprint, end: EnvironmentFingerprint,
+                      agent_version: str) -> pb.EnvironmentFingerprint:
+    """Clocks and governor as seen at the start; throttling if it showed at either end."""
+    fp = pb.EnvironmentFingerprint(
+        cpu_governor=start.cpu_governor, cpu_cur_freq_khz=start.cpu_cur_freq_khz,
+        cpu_max_freq_khz=start.cpu_max_freq_khz, nvpmodel_mode=start.nvpmodel_mode,
+        jetson_clocks=start.jetson_clocks, throttled=start.throttled or end.throttled,
+        throttle_flags=sorted(set(start.throttle_flags) | set(end.throttle_flags)))
+    fp.temps_start_c.update(start.temps_c)
+    fp.temps_end_c.update(end.temps_c)
+    fp.versions["agent"] = agent_version
+    return fp
+
+
+def progress_event(phase: str, fraction: float, message: str = "") -> pb.BenchmarkEvent:
+    return pb.BenchmarkEvent(progress=pb.Progress(phase=phase, fraction=fraction, message=message))
+
+
+def failure_event(kind: int, message: str) -> pb.BenchmarkEvent:
+    return pb.BenchmarkEvent(failure=pb.Failure(kind=kind, message=message))

@@ -1,0 +1,105 @@
+"""The agent's gRPC service: the only agent module that speaks gRPC."""
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+import uuid
+from concurrent import futures
+from typing import Iterator, Optional
+
+import grpc
+
+from agent import __version__
+from agent.describe import describe
+from agent.store import ArtifactError, ArtifactStore, validate_sha256
+from agent.worker import run_in_worker
+from agent.pb import failure_event
+from protos import agent_pb2 as pb
+from protos import agent_pb2_grpc as pb_grpc
+
+DEFAULT_TIMEOUT_SECONDS = 600.0
+
+
+class AgentService(pb_grpc.AgentServicer):
+    def __init__(self, store: ArtifactStore) -> None:
+        self.store = store
+        self._device: Optional[pb.DeviceInfo] = None
+        self._one_job = threading.Lock()  # one job per board at a time: jobs queue here
+        self._started = time.monotonic()
+
+    def device(self) -> pb.DeviceInfo:
+        if self._device is None:
+            self._device = describe()
+        return self._device
+
+    def Describe(self, request: pb.DescribeRequest, context: grpc.ServicerContext) -> pb.DeviceInfo:
+        return self.device()
+
+    def HasArtifacts(self, request: pb.HasArtifactsRequest, context) -> pb.HasArtifactsResponse:
+        return pb.HasArtifactsResponse(present=self.store.present(request.sha256))
+
+    def UploadArtifact(self, request_iterator: Iterator[pb.ArtifactChunk], context) -> pb.ArtifactRef:
+        first = next(request_iterator, None)
+        if first is None:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "empty upload: the first chunk must carry sha256")
+        try:
+            return self._receive(first, request_iterator)
+        except ArtifactError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+
+    def _receive(self, first: pb.ArtifactChunk, rest: Iterator[pb.ArtifactChunk]) -> pb.ArtifactRef:
+        sha = validate_sha256(first.sha256)
+        if self.store.has(sha):
+            for _ in rest:  # drain: the client may already be streaming
+                pass
+            return pb.ArtifactRef(sha256=sha, size=self.store.path(sha).stat().st_size, already_present=True)
+        writer = self.store.writer(sha, first.total_size)
+        try:
+            writer.write(first.data)
+            for chunk in rest:
+                writer.write(chunk.data)
+            writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+        return pb.ArtifactRef(sha256=sha, size=writer.received, bytes_received=writer.received)
+
+    def Benchmark(self, request: pb.BenchmarkSpec, context) -> Iterator[pb.BenchmarkEvent]:
+        missing = [s for s in (request.artifact_sha256, request.eval_artifact_sha256) if s and not self.store.has(s)]
+        if missing:
+            yield failure_event(pb.Failure.BAD_INPUT, f"artifact(s) not on this agent: {', '.join(missing)}; "
+                                                      "upload them first")
+            return
+        with self._one_job:
+            yield from self._run_job(request)
+
+    def _run_job(self, spec: pb.BenchmarkSpec) -> Iterator[pb.BenchmarkEvent]:
+        spec.job_id = spec.job_id or uuid.uuid4().hex
+        model = str(self.store.touch(spec.artifact_sha256))
+        eval_path = str(self.store.touch(spec.eval_artifact_sha256)) if spec.eval_artifact_sha256 else None
+        for event in run_in_worker(spec, model, eval_path, spec.timeout_seconds or DEFAULT_TIMEOUT_SECONDS):
+            if event.WhichOneof("event") == "result":
+                event.result.device.CopyFrom(self.device())
+            yield event
+
+    def Health(self, request: pb.HealthRequest, context) -> pb.HealthStatus:
+        busy = self._one_job.locked()
+        return pb.HealthStatus(serving=True, busy=busy, disk_free_bytes=shutil.disk_usage(self.store.root).free,
+                               cache_bytes=self.store.total_bytes(), artifacts=self.store.count(),
+                               agent_version=__version__, uptime_seconds=time.monotonic() - self._started)
+
+
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+
+def make_server(service: AgentService, host: str, port: int, workers: int = 8) -> tuple:
+    """Bind (port 0 = ephemeral) and return (server, bound_port); not started yet."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers),
+                         options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                                  ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
+    pb_grpc.add_AgentServicer_to_server(service, server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"cannot listen on {host}:{port} (address in use or not local)")
+    return server, bound

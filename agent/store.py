@@ -1,0 +1,124 @@
+"""Artifacts on the board, named by their sha256 only, capped in size with LRU eviction.
+
+An upload is written to a temporary file and hashed as it arrives; it becomes
+visible (renamed to its hash) only once the hash and size match. A client never
+chooses a path: names are validated hex digests.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Iterable, List, Optional
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class ArtifactError(Exception):
+    """An upload that cannot be accepted (bad hash, wrong size, too large, disk full)."""
+
+
+def validate_sha256(sha256: str) -> str:
+    if not _SHA256.match(sha256 or ""):
+        raise ArtifactError(f"not a sha256 hex digest: {sha256[:80]!r}")
+    return sha256
+
+
+class ArtifactStore:
+    def __init__(self, root: Path, max_bytes: int, max_artifact_bytes: Optional[int] = None) -> None:
+        self.root = Path(root)
+        self.max_bytes = max_bytes
+        self.max_artifact_bytes = max_artifact_bytes or max_bytes
+        (self.root / "tmp").mkdir(parents=True, exist_ok=True)
+        self.bytes_received = 0  # counted for the re-upload benchmark (P3)
+
+    def path(self, sha256: str) -> Path:
+        return self.root / validate_sha256(sha256)
+
+    def has(self, sha256: str) -> bool:
+        return _SHA256.match(sha256 or "") is not None and self.path(sha256).is_file()
+
+    def present(self, digests: Iterable[str]) -> List[str]:
+        return [d for d in digests if self.has(d)]
+
+    def touch(self, sha256: str) -> Path:
+        """Mark as recently used (LRU order is by mtime) and return its path."""
+        path = self.path(sha256)
+        os.utime(path)
+        return path
+
+    def total_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self._artifacts())
+
+    def count(self) -> int:
+        return len(self._artifacts())
+
+    def writer(self, sha256: str, total_size: int) -> ArtifactWriter:
+        validate_sha256(sha256)
+        if total_size < 0 or total_size > self.max_artifact_bytes:
+            raise ArtifactError(
+                f"artifact of {total_size} bytes exceeds this agent's cap of {self.max_artifact_bytes} bytes")
+        return ArtifactWriter(self, sha256, total_size)
+
+    def _commit(self, tmp_path: Path, sha256: str, size: int) -> Path:
+        self._evict_for(size)
+        final = self.path(sha256)
+        os.replace(tmp_path, final)
+        return final
+
+    def _evict_for(self, incoming: int) -> None:
+        by_age = sorted(self._artifacts(), key=lambda p: p.stat().st_mtime)
+        used = sum(p.stat().st_size for p in by_age)
+        while by_age and used + incoming > self.max_bytes:
+            oldest = by_age.pop(0)
+            used -= oldest.stat().st_size
+            oldest.unlink()
+
+    def _artifacts(self) -> List[Path]:
+        return [p for p in self.root.iterdir() if p.is_file() and _SHA256.match(p.name)]
+
+
+class ArtifactWriter:
+    """Receives one upload's chunks; commit() verifies and publishes, abort() leaves nothing."""
+
+    def __init__(self, store: ArtifactStore, sha256: str, total_size: int) -> None:
+        self._store, self.sha256, self.total_size = store, sha256, total_size
+        fd, name = tempfile.mkstemp(dir=store.root / "tmp", prefix=sha256[:12] + ".")
+        self._tmp = Path(name)
+        self._file: BinaryIO = os.fdopen(fd, "wb")
+        self._hash = hashlib.sha256()
+        self.received = 0
+
+    def write(self, data: bytes) -> None:
+        self.received += len(data)
+        self._store.bytes_received += len(data)
+        if self.received > self.total_size:
+            raise ArtifactError(f"upload is larger than its declared {self.total_size} bytes")
+        self._hash.update(data)
+        try:
+            self._file.write(data)
+        except OSError as exc:  # ENOSPC: say so plainly, the caller aborts
+            raise ArtifactError(f"cannot store artifact on this agent: {exc.strerror}") from exc
+
+    def commit(self) -> Path:
+        self._close()
+        digest = self._hash.hexdigest()
+        if self.received != self.total_size or digest != self.sha256:
+            self.abort()
+            raise ArtifactError(
+                f"upload rejected: got {self.received} bytes with sha256 {digest[:16]}…, "
+                f"expected {self.total_size} bytes with sha256 {self.sha256[:16]}…")
+        return self._store._commit(self._tmp, self.sha256, self.total_size)
+
+    def abort(self) -> None:
+        self._close()
+        self._tmp.unlink(missing_ok=True)
+
+    def _close(self) -> None:
+        if not self._file.closed:
+            try:
+                self._file.close()
+            except OSError:
+                pass

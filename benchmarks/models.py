@@ -1,0 +1,33 @@
+"""Synthetic ONNX models built inline (ONNX Runtime's own test style), shared by
+benchmarks and tests: no training, no download, deterministic."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+
+def mlp_model(path: Path, width: int = 64, depth: int = 2, batch: int | str = "batch") -> Path:
+    """[batch, width] float32 → `depth` × (MatMul + Relu) → [batch, width]."""
+    rng = np.random.default_rng(0)
+    nodes, inits, prev = [], [], "input"
+    for i in range(depth):
+        inits.append(numpy_helper.from_array(
+            (rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32), f"w{i}"))
+        nodes += [helper.make_node("MatMul", [prev, f"w{i}"], [f"mm{i}"]),
+                  helper.make_node("Relu", [f"mm{i}"], [f"h{i}"])]
+        prev = f"h{i}"
+    graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, width])],
+                              [helper.make_tensor_value_info(prev, TensorProto.FLOAT, [batch, width])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8  # loadable by older ONNX Runtime builds on the boards
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    return path
+
+
+def mlp_1ms(path: Path) -> Path:
+    """Sized to take about a millisecond per run on one x86 core."""
+    return mlp_model(path, width=512, depth=4, batch=16)

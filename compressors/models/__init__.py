@@ -1,0 +1,50 @@
+"""The models the farm knows by name, and a user's own ONNX file.
+
+Models are listed in one explicit dict so a name can never go missing because
+a module was not imported. A model's `build` returns its cached bundle,
+creating it first when needed.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from compressors.errors import BadModelError, UnknownModelError
+from compressors.models import digits_cnn
+from compressors.models.bundle import ModelBundle
+from compressors.models.onnx_file import check_onnx_file
+from compressors.progress import ProgressFn
+
+__all__ = [
+    "MODELS", "BadModelError", "ModelBundle", "UnknownModelError",
+    "bundle_from_file", "get_model", "model_names",
+]
+
+ModelBuilder = Callable[[Path, ProgressFn | None], ModelBundle]
+
+MODELS: dict[str, ModelBuilder] = {
+    digits_cnn.NAME: digits_cnn.build,
+}
+
+
+def model_names() -> list[str]:
+    """The built-in model names, sorted."""
+    return sorted(MODELS)
+
+
+def get_model(name: str, cache_dir: Path, progress: ProgressFn | None = None) -> ModelBundle:
+    """The named built-in model, built into `cache_dir` at first use and reused after."""
+    build = MODELS.get(name)
+    if build is None:
+        raise UnknownModelError(f"unknown model {name!r}; valid models: {', '.join(model_names())}")
+    return build(cache_dir, progress)
+
+
+def bundle_from_file(
+    path: Path, calib_npz: Path | None = None, eval_npz: Path | None = None
+) -> ModelBundle:
+    """Wrap a user's ONNX classifier; raises BadModelError unless it is a whole, valid model."""
+    path = Path(path)
+    check_onnx_file(path)
+    optional = lambda p: None if p is None else Path(p)
+    return ModelBundle(path.stem, path, optional(calib_npz), optional(eval_npz), "top1")

@@ -1,0 +1,70 @@
+"""INT8 quantization on top of onnxruntime.quantization, in explicit stages.
+
+Static: prepare (shape inference + graph optimization) -> calibrate(reader)
+(activation ranges saved as a JSON file) -> export(path) (QDQ rewrite using
+those ranges). Every intermediate file goes into a work directory the caller
+owns; ORT's defaults would write the augmented model into the current directory.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+from typing import Any
+
+# Our parameter value -> onnxruntime.quantization.CalibrationMethod member.
+CALIBRATION_METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+
+
+def prepare(model: Path, work_dir: Path) -> Path:
+    """Shape inference and graph optimization, so every tensor has a known type and shape to quantize."""
+    from onnxruntime.quantization import quant_pre_process
+
+    prepared = work_dir / "prepared.onnx"
+    # ONNX's own shape inference covers CNNs. ORT's symbolic one lives in onnxruntime.tools, whose
+    # __init__ imports torch whenever it is installed (3+ s per process); revisit for transformers.
+    quant_pre_process(str(model), str(prepared), skip_symbolic_shape=True)
+    return prepared
+
+
+def calibrate(prepared: Path, reader: Any, method: str, work_dir: Path) -> Path:
+    """Run the calibration samples through the model; return the file holding each tensor's range."""
+    from onnxruntime.quantization import create_calibrator, save_tensors_data
+
+    calibrator = create_calibrator(
+        prepared, augmented_model_path=str(work_dir / "augmented.onnx"),
+        calibrate_method=_calibration_method(method), providers=["CPUExecutionProvider"],
+    )
+    # The histogram calibrators (entropy, percentile) print their settings; compressors never print.
+    with contextlib.redirect_stdout(io.StringIO()):
+        calibrator.collect_data(reader)
+        ranges_by_tensor = calibrator.compute_data()
+    ranges = work_dir / "ranges.json"
+    save_tensors_data(ranges_by_tensor, ranges)
+    return ranges
+
+
+def export_static(prepared: Path, ranges: Path, method: str, out: Path) -> None:
+    """Rewrite the model with QuantizeLinear/DequantizeLinear pairs: int8 weights per channel."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    quantize_static(
+        str(prepared), str(out), calibration_data_reader=None, quant_format=QuantFormat.QDQ,
+        per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+        calibrate_method=_calibration_method(method), calibration_cache_path=str(ranges),
+    )
+
+
+def export_dynamic(prepared: Path, out: Path) -> None:
+    """Int8 weights; activation ranges are computed at run time, so no calibration data is needed."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # uint8 weights: ConvInteger has uint8 kernels in every ORT release the agents accept (>= 1.14);
+    # int8 ones are newer, and a board with an older runtime could not load the model.
+    quantize_dynamic(str(prepared), str(out), weight_type=QuantType.QUInt8)
+
+
+def _calibration_method(method: str) -> Any:
+    from onnxruntime.quantization import CalibrationMethod
+
+    return CalibrationMethod[CALIBRATION_METHODS[method]]

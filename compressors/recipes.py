@@ -1,0 +1,246 @@
+"""Recipes turn a float32 ONNX model into a variant: fp32, fp16, int8-dynamic, int8-static.
+
+Each recipe is one entry in an explicit registry. `compress` runs a recipe once
+per (model, recipe, parameters, data) and caches the result: the artifact plus
+a JSON record of what it is, beside it, published in one atomic rename.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from compressors import quantize
+from compressors.cache import sha256_file, staged_directory
+from compressors.calibration import calibration_reader
+from compressors.errors import BadModelError, CalibrationDataError, RecipeParamsError, UnknownRecipeError
+from compressors.models.bundle import ModelBundle
+from compressors.progress import ProgressFn, report
+
+__all__ = [
+    "RECIPES", "CalibrationDataError", "Recipe", "RecipeJob", "RecipeParamsError", "UnknownRecipeError",
+    "Variant", "compress", "recipe_names",
+]
+
+CACHE_FORMAT = 1  # bump when a recipe's output for the same inputs changes, so old entries are not reused
+ARTIFACT = "model.onnx"
+RECORD = "variant.json"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One compressed model in the cache: the artifact and what is known about it.
+
+    params holds every parameter, defaults filled in; duration_s is the time the
+    recipe took when it ran (a cache hit returns the original figure).
+    """
+
+    model: str
+    recipe: str
+    params: Mapping[str, str]
+    path: Path
+    size_bytes: int
+    sha256: str
+    accuracy: float | None
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class RecipeJob:
+    """What one recipe run gets: the model, its parameters, a scratch directory and where to write."""
+
+    bundle: ModelBundle
+    params: Mapping[str, str]
+    work_dir: Path
+    out: Path
+    progress: ProgressFn | None
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A named way to compress; `choices` maps each parameter to its accepted values, default first."""
+
+    name: str
+    run: Callable[[RecipeJob], None]
+    choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    uses_calibration: bool = False
+
+    def resolve(self, params: Mapping[str, str] | None) -> dict[str, str]:
+        """Every parameter with defaults filled in, or RecipeParamsError naming the valid choices."""
+        given = dict(params or {})
+        unknown = sorted(set(given) - set(self.choices))
+        if unknown:
+            raise RecipeParamsError(
+                f"recipe {self.name} has no parameter {', '.join(unknown)}; {self._takes()}"
+            )
+        for name, value in given.items():
+            if value not in self.choices[name]:
+                raise RecipeParamsError(f"recipe {self.name}: {name}={value!r} is not one of "
+                                        f"{', '.join(self.choices[name])}")
+        return {name: given.get(name, values[0]) for name, values in self.choices.items()}
+
+    def _takes(self) -> str:
+        if not self.choices:
+            return "it takes no parameters"
+        takes = (f"{name} ({'|'.join(values)})" for name, values in self.choices.items())
+        return "it takes " + ", ".join(takes)
+
+
+def _fp32(job: RecipeJob) -> None:
+    report(job.progress, "copy", 0.0)
+    shutil.copyfile(job.bundle.onnx_path, job.out)
+    report(job.progress, "copy", 1.0)
+
+
+def _fp16(job: RecipeJob) -> None:
+    import onnx
+    from onnxconverter_common import float16
+
+    report(job.progress, "convert", 0.0)
+    # keep_io_types: the model still takes and returns float32, so callers feed it the same data.
+    model = float16.convert_float_to_float16(onnx.load(str(job.bundle.onnx_path)), keep_io_types=True)
+    onnx.save(model, str(job.out))
+    report(job.progress, "convert", 1.0)
+
+
+def _int8_dynamic(job: RecipeJob) -> None:
+    prepared = _prepare(job)
+    report(job.progress, "quantize", 0.0)
+    quantize.export_dynamic(prepared, job.out)
+    report(job.progress, "quantize", 1.0)
+
+
+def _int8_static(job: RecipeJob) -> None:
+    method = job.params["calibration"]
+    # Read and check the data first: bad data should fail before any slow step.
+    reader = calibration_reader(job.bundle.onnx_path, job.bundle.calib_npz, "int8-static", job.progress)
+    prepared = _prepare(job)
+    ranges = quantize.calibrate(prepared, reader, method, job.work_dir)
+    report(job.progress, "quantize", 0.0)
+    quantize.export_static(prepared, ranges, method, job.out)
+    report(job.progress, "quantize", 1.0)
+
+
+def _prepare(job: RecipeJob) -> Path:
+    report(job.progress, "prepare", 0.0)
+    prepared = quantize.prepare(job.bundle.onnx_path, job.work_dir)
+    report(job.progress, "prepare", 1.0)
+    return prepared
+
+
+RECIPES: dict[str, Recipe] = {
+    "fp32": Recipe("fp32", _fp32),
+    "fp16": Recipe("fp16", _fp16),
+    "int8-dynamic": Recipe("int8-dynamic", _int8_dynamic),
+    "int8-static": Recipe(
+        "int8-static", _int8_static, {"calibration": tuple(quantize.CALIBRATION_METHODS)},
+        uses_calibration=True,
+    ),
+}
+
+
+def recipe_names() -> list[str]:
+    """The recipe names, from least to most compressed."""
+    return list(RECIPES)
+
+
+def compress(
+    bundle: ModelBundle,
+    recipe: str,
+    cache_dir: Path,
+    params: Mapping[str, str] | None = None,
+    progress: ProgressFn | None = None,
+) -> Variant:
+    """The variant of `bundle` made by `recipe`, from the cache under `cache_dir` or made now and cached."""
+    chosen = RECIPES.get(recipe)
+    if chosen is None:
+        raise UnknownRecipeError(f"unknown recipe {recipe!r}; valid recipes: {', '.join(recipe_names())}")
+    resolved = chosen.resolve(params)
+    if not bundle.onnx_path.is_file():
+        raise BadModelError(f"model file {bundle.onnx_path} of {bundle.name} does not exist; check the path")
+    inputs = _inputs_identity(bundle, chosen, resolved)
+    entry = Path(cache_dir) / "variants" / _entry_name(chosen, inputs)
+    if not _is_cached(entry):
+        shutil.rmtree(entry, ignore_errors=True)  # an entry damaged after it was published
+        with staged_directory(entry) as staging:
+            job = RecipeJob(bundle, resolved, staging / "work", staging / ARTIFACT, progress)
+            _make_variant(job, chosen, inputs)
+    return replace(_read_variant(entry), model=bundle.name)
+
+
+def _inputs_identity(bundle: ModelBundle, recipe: Recipe, params: Mapping[str, str]) -> dict[str, Any]:
+    # The data files belong to the identity: other calibration data makes another model,
+    # other evaluation data another accuracy.
+    return {
+        "format": CACHE_FORMAT, "recipe": recipe.name, "params": dict(params),
+        "model_sha256": sha256_file(bundle.onnx_path), "metric": bundle.metric,
+        "calib_sha256": _sha256_if_file(bundle.calib_npz) if recipe.uses_calibration else None,
+        "eval_sha256": _sha256_if_file(bundle.eval_npz),
+    }
+
+
+def _entry_name(recipe: Recipe, inputs: Mapping[str, Any]) -> str:
+    digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+    return f"{recipe.name}-{digest[:24]}"
+
+
+def _sha256_if_file(path: Path | None) -> str | None:
+    # A named file that is missing is reported by the step that reads it, with the recipe's name.
+    return sha256_file(path) if path is not None and path.is_file() else None
+
+
+def _is_cached(entry: Path) -> bool:
+    try:
+        record = json.loads((entry / RECORD).read_text())
+        return (entry / ARTIFACT).stat().st_size == record["size_bytes"]
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def _make_variant(job: RecipeJob, recipe: Recipe, inputs: Mapping[str, Any]) -> None:
+    job.work_dir.mkdir()
+    started = time.perf_counter()
+    recipe.run(job)
+    duration_s = time.perf_counter() - started
+    shutil.rmtree(job.work_dir)
+    accuracy = _measure_accuracy(job.bundle, job.out, job.progress)
+    record = {
+        "model": job.bundle.name, "recipe": recipe.name, "params": dict(job.params), "file": job.out.name,
+        "size_bytes": job.out.stat().st_size, "sha256": sha256_file(job.out), "accuracy": accuracy,
+        "duration_s": round(duration_s, 6), "inputs": dict(inputs), "created_unix": round(time.time(), 3),
+        "versions": {name: _version(name) for name in ("onnx", "onnxruntime", "onnxconverter-common")},
+    }
+    (job.out.parent / RECORD).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+
+def _measure_accuracy(bundle: ModelBundle, artifact: Path, progress: ProgressFn | None) -> float | None:
+    if bundle.eval_npz is None:
+        return None
+    from compressors.evaluate import METRICS
+
+    report(progress, "evaluate", 0.0)
+    accuracy = METRICS[bundle.metric](artifact, bundle.eval_npz)
+    report(progress, "evaluate", 1.0)
+    return accuracy
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _read_variant(entry: Path) -> Variant:
+    record = json.loads((entry / RECORD).read_text())
+    return Variant(
+        model=record["model"], recipe=record["recipe"], params=record["params"], path=entry / record["file"],
+        size_bytes=record["size_bytes"], sha256=record["sha256"], accuracy=record["accuracy"],
+        duration_s=record["duration_s"],
+    )

@@ -1,0 +1,59 @@
+"""What every subcommand shares: where data lives, measuring flags, and user-facing errors."""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import platformdirs
+
+from controller.pipeline import MeasureSettings
+
+
+class CliError(Exception):
+    """A mistake the user can fix; printed as one line, exit code 2."""
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("EDGEFARM_CACHE_DIR") or platformdirs.user_cache_dir("edgefarm"))
+
+
+def default_db() -> Path:
+    return Path(os.environ.get("EDGEFARM_DB") or Path(platformdirs.user_data_dir("edgefarm")) / "results.sqlite")
+
+
+def add_storage_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", type=Path, default=None,
+                        help="results database (SQLite file; default: $EDGEFARM_DB or the user data dir)")
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="models and compressed variants (default: $EDGEFARM_CACHE_DIR or the user cache dir)")
+
+
+def add_measure_flags(parser: argparse.ArgumentParser) -> None:
+    d = MeasureSettings()
+    group = parser.add_argument_group("measuring")
+    group.add_argument("--warmup-seconds", type=float, default=d.warmup_seconds, help="minimum warm-up time")
+    group.add_argument("--min-seconds", type=float, default=d.min_seconds, help="minimum measuring time")
+    group.add_argument("--min-iterations", type=int, default=d.min_iterations, help="minimum measured iterations")
+    group.add_argument("--max-iterations", type=int, default=d.max_iterations, help="cap on measured iterations")
+    group.add_argument("--batch-size", type=int, default=d.batch_size, help="fills the model's batch dimension")
+    group.add_argument("--timeout", type=float, default=d.timeout_seconds, help="per-job timeout in seconds")
+
+
+def measure_settings(args: argparse.Namespace) -> MeasureSettings:
+    for name in ("warmup_seconds", "min_seconds", "timeout"):
+        if getattr(args, name) < 0:
+            raise CliError(f"--{name.replace('_', '-')} must be ≥ 0, got {getattr(args, name)}")
+    if args.batch_size < 1 or args.min_iterations < 1 or args.max_iterations < args.min_iterations:
+        raise CliError("--batch-size and --min-iterations must be ≥ 1 and --max-iterations ≥ --min-iterations")
+    return MeasureSettings(warmup_seconds=args.warmup_seconds, min_seconds=args.min_seconds,
+                           min_iterations=args.min_iterations, max_iterations=args.max_iterations,
+                           batch_size=args.batch_size, timeout_seconds=args.timeout)
+
+
+def cache_dir(args: argparse.Namespace) -> Path:
+    return args.cache_dir or default_cache_dir()
+
+
+def db_path(args: argparse.Namespace) -> Path:
+    return args.db or default_db()

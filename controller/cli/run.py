@@ -1,0 +1,112 @@
+"""edgefarm run: one model, some recipes, one board — the engineer-targeting-one-board path."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+from controller.cli.common import (CliError, add_measure_flags, add_storage_flags, cache_dir, db_path,
+                                   measure_settings)
+from controller.console import RunConsole, summary_table
+from controller.pipeline import PhaseTimes, RunExecutor, RunOutcome, RunPlan, Target
+from controller.results_frame import results_frame
+from controller.store import ResultStore
+from controller.targets import resolve_target
+
+EXAMPLES = """examples:
+  edgefarm run digits-cnn --local --recipe fp32 --recipe int8-static
+  edgefarm run model.onnx --device jetson-orin-01 --devices devices.yaml --json
+  edgefarm run digits-cnn --local --recipe int8-static --out ./edgefarm-out
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="benchmark a model's variants on one device", epilog=EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", help="a registry name (digits-cnn) or a path to an .onnx file")
+    p.add_argument("--recipe", action="append", dest="recipes", metavar="R",
+                   help="compression recipe, repeatable (default: fp32); see 'edgefarm recipes'")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--device", help="device name from the devices file")
+    where.add_argument("--local", action="store_true", help="start an agent on 127.0.0.1 (the default)")
+    p.add_argument("--devices", type=Path, default=None, help="devices file (default: ./devices.yaml)")
+    p.add_argument("--out", type=Path, default=None, help="also write report.csv and report.html here")
+    p.add_argument("--json", action="store_true", help="print results as JSON on stdout")
+    add_storage_flags(p)
+    add_measure_flags(p)
+    p.set_defaults(handler=execute)
+
+
+def execute(args: argparse.Namespace) -> int:
+    recipes = tuple(args.recipes or ["fp32"])
+    target = resolve_target(args.device, args.devices)
+    return run_and_report(args.model, recipes, target, args, command=f"run {args.model}")
+
+
+def run_and_report(model: str, recipes: tuple[str, ...], target: Target, args: argparse.Namespace,
+                   command: str, times: PhaseTimes | None = None) -> int:
+    check_recipes(recipes)
+    plan = RunPlan(model, recipes, target, cache_dir(args), measure_settings(args))
+    ui = RunConsole(quiet=args.json)
+    store = ResultStore(db_path(args))
+    times = times or PhaseTimes()
+    run_id = store.new_run(command)
+    try:
+        with ui.live():
+            outcome = RunExecutor(store, ui, times).execute(plan, run_id)
+    except BaseException:
+        store.finish_run(run_id, "failed")
+        raise
+    store.finish_run(run_id, "done" if not outcome.failures else "partial")
+    with times.phase("report"):
+        show(store, outcome, args, ui)
+    store.close()
+    return exit_code(outcome)
+
+
+def check_recipes(recipes: tuple[str, ...]) -> None:
+    from compressors.recipes import recipe_names
+
+    unknown = [r for r in recipes if r not in recipe_names()]
+    if unknown:
+        raise CliError(f"unknown recipe {unknown[0]!r}; valid recipes: {', '.join(recipe_names())}")
+
+
+def show(store: ResultStore, outcome: RunOutcome, args: argparse.Namespace, ui: RunConsole) -> None:
+    frame = results_frame(store, outcome.run_id)
+    rows = frame.to_dict("records") if not frame.empty else []
+    if args.json:
+        ui.out.print_json(json.dumps({"run_id": outcome.run_id, "results": rows,
+                                      "failures": [f.__dict__ for f in outcome.failures]}, default=str))
+    else:
+        ui.out.print(summary_table([_summary_row(r) for r in rows]))
+        ui.out.print(f"run {outcome.run_id}: {outcome.results} result(s) stored in {store.path}")
+    for f in outcome.failures:
+        ui.err.print(f"[red]edgefarm: {f.variant} on {f.device} failed ({f.kind}): {f.message}[/red]")
+    if args.out is not None and rows:
+        write_reports(frame, args.out, ui, title=f"edgefarm run {outcome.run_id}")
+
+
+def write_reports(frame, out: Path, ui: RunConsole, title: str) -> tuple[Path, Path]:
+    from controller.reports import write_csv, write_html
+
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path, html_path = write_csv(frame, out / "report.csv"), write_html(frame, out / "report.html", title)
+    ui.out.print(f"CSV report:  {csv_path.resolve()}\nHTML report: {html_path.resolve()}")
+    return csv_path, html_path
+
+
+def _summary_row(row: dict) -> dict:
+    acc, dev_acc, energy = row.get("accuracy"), row.get("device_accuracy"), row.get("energy_mj_per_inference")
+    return {**row, "size_kib": row["size_bytes"] / 1024,
+            "accuracy_pct": acc * 100 if isinstance(acc, float) and not math.isnan(acc) else None,
+            "device_accuracy_pct": dev_acc * 100 if isinstance(dev_acc, float) and not math.isnan(dev_acc) else None,
+            "energy": energy}
+
+
+def exit_code(outcome: RunOutcome) -> int:
+    """2 when a job was refused as bad input (the user can fix it), 1 for other failures, else 0."""
+    if any(f.kind == "bad-input" for f in outcome.failures):
+        return 2
+    return 1 if outcome.failures else 0

@@ -1,0 +1,101 @@
+"""The controller's only gRPC caller: one AgentClient per board."""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import grpc
+
+from protos import agent_pb2 as pb
+from protos import agent_pb2_grpc as pb_grpc
+
+CHUNK_BYTES = 1 << 20
+CONNECT_TIMEOUT_S = 5.0
+_TRANSPORT_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
+
+
+class AgentUnreachableError(Exception):
+    """The agent did not answer: not running, wrong address, or the link is down."""
+
+
+class AgentRejectedError(Exception):
+    """The agent answered but refused the request (bad upload, oversize, disk full)."""
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(CHUNK_BYTES), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class AgentClient:
+    def __init__(self, name: str, address: str, connect_timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+        self.name, self.address = name, address
+        self._channel = grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", 64 << 20)])
+        self._stub = pb_grpc.AgentStub(self._channel)
+        self._connect_timeout_s = connect_timeout_s
+
+    def connect(self) -> pb.DeviceInfo:
+        try:
+            grpc.channel_ready_future(self._channel).result(timeout=self._connect_timeout_s)
+        except grpc.FutureTimeoutError:
+            raise AgentUnreachableError(
+                f"device {self.name!r}: no agent answered at {self.address} within {self._connect_timeout_s:g} s; "
+                f"start one there with 'edgefarm-agent serve' or fix host/port in devices.yaml") from None
+        return self.describe()
+
+    def describe(self) -> pb.DeviceInfo:
+        return self._call(self._stub.Describe, pb.DescribeRequest(), timeout=30)
+
+    def health(self) -> pb.HealthStatus:
+        return self._call(self._stub.Health, pb.HealthRequest(), timeout=10)
+
+    def missing(self, digests: list[str]) -> list[str]:
+        present = set(self._call(self._stub.HasArtifacts, pb.HasArtifactsRequest(sha256=digests), timeout=30).present)
+        return [d for d in digests if d not in present]
+
+    def upload(self, path: Path, sha256: str, on_bytes: Callable[[int], None] | None = None) -> pb.ArtifactRef:
+        return self._call(self._stub.UploadArtifact, _chunks(path, sha256, on_bytes), timeout=600)
+
+    def ensure_uploaded(self, path: Path, sha256: str, on_bytes: Callable[[int], None] | None = None) -> int:
+        """Ship the artifact unless the agent has it; returns the bytes sent."""
+        if not self.missing([sha256]):
+            return 0
+        return self.upload(path, sha256, on_bytes).bytes_received
+
+    def benchmark(self, spec: pb.BenchmarkSpec) -> Iterator[pb.BenchmarkEvent]:
+        try:
+            yield from self._stub.Benchmark(spec, timeout=(spec.timeout_seconds or 600) + 60)
+        except grpc.RpcError as exc:
+            raise self._translate(exc) from None
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def _call(self, method, request, timeout: float):
+        try:
+            return method(request, timeout=timeout)
+        except grpc.RpcError as exc:
+            raise self._translate(exc) from None
+
+    def _translate(self, exc: grpc.RpcError) -> Exception:
+        code, details = exc.code(), exc.details()
+        if code in _TRANSPORT_CODES:
+            return AgentUnreachableError(f"device {self.name!r} at {self.address}: {code.name.lower()}: {details}")
+        return AgentRejectedError(f"device {self.name!r} at {self.address} refused: {details}")
+
+
+def _chunks(path: Path, sha256: str, on_bytes: Callable[[int], None] | None) -> Iterator[pb.ArtifactChunk]:
+    """The first chunk carries the hash and size, even for an empty file."""
+    with open(path, "rb") as f:
+        data = f.read(CHUNK_BYTES)
+        yield pb.ArtifactChunk(sha256=sha256, total_size=path.stat().st_size, data=data)
+        while data:
+            if on_bytes:
+                on_bytes(len(data))
+            data = f.read(CHUNK_BYTES)
+            if data:
+                yield pb.ArtifactChunk(data=data)

@@ -1,0 +1,63 @@
+"""What a person sees while a run goes: rich progress bars and the summary table."""
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+
+class RunConsole:
+    """Progress bars on stderr, so `--json` output on stdout stays machine-readable."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.err = Console(stderr=True, quiet=quiet)
+        # Piped output (CI logs, `| tee`) would otherwise wrap the table at 80 columns.
+        self.out = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 150)
+        self._progress = Progress(TextColumn("{task.description:<34}"), BarColumn(), TaskProgressColumn(),
+                                  TimeElapsedColumn(), console=self.err, transient=False)
+
+    @contextmanager
+    def live(self) -> Iterator[RunConsole]:
+        with self._progress:
+            yield self
+
+    def bar(self, description: str, total: float = 1.0) -> Callable[[float], None]:
+        """A bar; the returned function sets its completed amount (0..total)."""
+        task = self._progress.add_task(description, total=total)
+        return lambda done: self._progress.update(task, completed=min(done, total))
+
+    def phase_bar(self, description: str) -> Callable[[str, float], None]:
+        """A bar driven by (phase, fraction) callbacks, the compressors' and agent's progress shape."""
+        task = self._progress.add_task(description, total=1.0)
+
+        def update(phase: str, fraction: float) -> None:
+            self._progress.update(task, completed=fraction, description=f"{description} [{phase}]")
+        return update
+
+    def note(self, text: str) -> None:
+        self.err.print(text)
+
+
+def summary_table(rows: list[dict]) -> Table:
+    table = Table(title="edgefarm results")
+    columns = [("variant", "variant"), ("device", "device"), ("p50 ms", "latency_p50_ms"),
+               ("p99 ms", "latency_p99_ms"), ("FPS", "fps"), ("size KiB", "size_kib"),
+               ("accuracy %", "accuracy_pct"), ("device acc %", "device_accuracy_pct"), ("mJ/inf", "energy")]
+    for title, _ in columns:
+        table.add_column(title, justify="left" if title in ("variant", "device") else "right")
+    for row in rows:
+        table.add_row(*(_cell(row.get(key)) for _, key in columns))
+    return table
+
+
+def _cell(value: object) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)

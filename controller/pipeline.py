@@ -1,0 +1,180 @@
+"""One run on one device: model → variants → upload → measure → store.
+
+Each phase is timed (train / compress / upload / measure) so `make bench` can
+show where a run's wall time goes.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from compressors.models import ModelBundle, bundle_from_file, get_model
+from compressors.recipes import Variant, compress
+from controller.client import AgentClient, sha256_file
+from controller.console import RunConsole
+from controller.inventory import BackendSettings
+from controller.local_agent import LocalAgent
+from controller.store import JobRecord, ResultStore, VariantRecord
+from protos import agent_pb2 as pb
+
+BACKEND_BY_SUFFIX = {".onnx": "onnxruntime", ".tflite": "litert"}
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    address: str | None            # None: start the embedded local agent
+    backends: tuple[str, ...] = ("onnxruntime", "litert")
+    settings: Mapping[str, BackendSettings] = field(default_factory=dict)  # from devices.yaml
+
+
+@dataclass(frozen=True)
+class MeasureSettings:
+    warmup_iterations: int = 10
+    warmup_seconds: float = 0.5
+    min_iterations: int = 10
+    min_seconds: float = 3.0
+    max_iterations: int = 100_000
+    max_seconds: float = 60.0
+    timeout_seconds: float = 600.0
+    batch_size: int = 1
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    model: str                      # registry name or path to an .onnx file
+    recipes: tuple[str, ...]
+    target: Target
+    cache_dir: Path
+    measure: MeasureSettings = MeasureSettings()
+
+
+@dataclass
+class PhaseTimes:
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+
+@dataclass(frozen=True)
+class JobFailure:
+    variant: str
+    device: str
+    kind: str
+    message: str
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    run_id: str
+    results: int
+    failures: tuple[JobFailure, ...]
+    bytes_uploaded: int
+
+
+def resolve_model(model: str, cache_dir: Path, ui: RunConsole) -> ModelBundle:
+    path = Path(model)
+    if path.suffix or path.exists():
+        return bundle_from_file(path)
+    return get_model(model, cache_dir, progress=ui.phase_bar(f"model {model}"))
+
+
+@contextmanager
+def connected(target: Target, cache_dir: Path) -> Iterator[AgentClient]:
+    if target.address is not None:
+        client = AgentClient(target.name, target.address)
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    with LocalAgent(cache_dir / "local-agent") as agent:
+        client = AgentClient(target.name, agent.address)
+        try:
+            yield client
+        finally:
+            client.close()
+
+
+class RunExecutor:
+    def __init__(self, store: ResultStore, ui: RunConsole, times: PhaseTimes | None = None) -> None:
+        self.store, self.ui = store, ui
+        self.times = times or PhaseTimes()
+
+    def execute(self, plan: RunPlan, run_id: str) -> RunOutcome:
+        with self.times.phase("train"):
+            bundle = resolve_model(plan.model, plan.cache_dir, self.ui)
+        with self.times.phase("compress"):
+            variants = [self._compress(bundle, recipe, plan, run_id) for recipe in plan.recipes]
+        with connected(plan.target, plan.cache_dir) as client:
+            client.connect()
+            with self.times.phase("upload"):
+                sent, eval_sha = self._upload(client, variants, bundle)
+            with self.times.phase("measure"):
+                failures = [f for v in variants if (f := self._benchmark(client, plan, v, eval_sha, run_id))]
+        return RunOutcome(run_id, len(variants) - len(failures), tuple(failures), sent)
+
+    def _compress(self, bundle: ModelBundle, recipe: str, plan: RunPlan, run_id: str) -> Variant:
+        variant = compress(bundle, recipe, plan.cache_dir, progress=self.ui.phase_bar(f"compress {recipe}"))
+        self.store.add_variant(run_id, VariantRecord(variant.model, variant.recipe, dict(variant.params),
+                                                     variant.sha256, variant.size_bytes, variant.accuracy,
+                                                     variant.duration_s))
+        return variant
+
+    def _upload(self, client: AgentClient, variants: list[Variant], bundle: ModelBundle) -> tuple[int, str]:
+        files = [(v.path, v.sha256) for v in variants]
+        eval_sha = sha256_file(bundle.eval_npz) if bundle.eval_npz else ""
+        if eval_sha:
+            files.append((bundle.eval_npz, eval_sha))
+        total = sum(p.stat().st_size for p, _ in files)
+        bar, sent = self.ui.bar(f"upload to {client.name}", total=total), 0
+        for path, sha in files:
+            sent += client.ensure_uploaded(path, sha)
+            bar(sent or total)
+        bar(total)
+        return sent, eval_sha
+
+    def _benchmark(self, client: AgentClient, plan: RunPlan, variant: Variant, eval_sha: str,
+                   run_id: str) -> JobFailure | None:
+        backend = BACKEND_BY_SUFFIX.get(variant.path.suffix, "onnxruntime")
+        job = JobRecord(uuid.uuid4().hex, run_id, variant.model, variant.recipe, plan.target.name,
+                        backend, variant.sha256)
+        self.store.add_job(job)
+        spec = build_spec(job, plan, eval_sha)
+        progress = self.ui.phase_bar(f"measure {variant.recipe} on {client.name}")
+        for event in client.benchmark(spec):
+            kind = event.WhichOneof("event")
+            if kind == "progress":
+                progress(event.progress.phase, event.progress.fraction)
+            elif kind == "result":
+                self.store.add_result(job, event.result)
+                progress("done", 1.0)
+                return None
+            else:
+                failure_kind = pb.Failure.Kind.Name(event.failure.kind).lower().replace("_", "-")
+                self.store.add_failure(job, failure_kind, event.failure.message)
+                return JobFailure(variant.recipe, plan.target.name, failure_kind, event.failure.message)
+        self.store.add_failure(job, "infrastructure", "the agent closed the stream without a result")
+        return JobFailure(variant.recipe, plan.target.name, "infrastructure", "stream ended without a result")
+
+
+def build_spec(job: JobRecord, plan: RunPlan, eval_sha: str) -> pb.BenchmarkSpec:
+    m, choice = plan.measure, plan.target.settings.get(job.backend, BackendSettings(job.backend))
+    return pb.BenchmarkSpec(
+        job_id=job.id, artifact_sha256=job.artifact_sha256, backend=job.backend, threads=choice.threads,
+        execution_provider=choice.execution_provider, delegate=choice.delegate, precision=choice.precision,
+        batch_size=m.batch_size, warmup=pb.WarmupPolicy(min_iterations=m.warmup_iterations,
+                                                        min_seconds=m.warmup_seconds),
+        measure=pb.MeasurePolicy(min_iterations=m.min_iterations, min_seconds=m.min_seconds,
+                                 max_iterations=m.max_iterations, max_seconds=m.max_seconds),
+        timeout_seconds=m.timeout_seconds, eval_artifact_sha256=eval_sha, seed=0)

@@ -1,0 +1,45 @@
+"""Stored results → one pandas row per measured job (what reports and the CLI read)."""
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+
+import pandas as pd
+
+from controller.store import ResultStore, StoredResult
+
+NOT_AVAILABLE = "not available"
+NOT_SEPARABLE = "not separable"
+
+
+def results_frame(store: ResultStore, run_id: str) -> pd.DataFrame:
+    return pd.DataFrame([result_row(r) for r in store.results(run_id)])
+
+
+def result_row(stored: StoredResult) -> dict:
+    r, job, v = stored.result, stored.job, stored.variant
+    lat = r.latency
+    row = {
+        "run_id": job.run_id, "model": job.model, "variant": job.variant, "device": job.device,
+        "backend": job.backend, "latency_p50_ms": lat.p50_ms, "latency_p90_ms": lat.p90_ms,
+        "latency_p99_ms": lat.p99_ms, "fps": r.fps, "size_bytes": v.size_bytes,
+        "accuracy": math.nan if v.accuracy is None else v.accuracy, "load_ms": r.load_ms,
+        "first_inference_ms": r.first_inference_ms, "latency_p95_ms": lat.p95_ms,
+        "latency_mean_ms": lat.mean_ms, "latency_std_ms": lat.std_ms, "latency_cv": lat.cv,
+        "latency_count": lat.count,
+        "compute_p50_ms": r.compute_latency.p50_ms if r.compute_separable else NOT_SEPARABLE,
+        "peak_rss_mb": r.peak_rss_bytes / 2**20, "provider": r.provider,
+        "device_accuracy": r.accuracy if r.accuracy_available else math.nan,
+        "throttled": r.environment.throttled,
+        "measured_at": datetime.fromtimestamp(stored.measured_at, timezone.utc).isoformat(timespec="seconds"),
+    }
+    row.update(_power_columns(r.power))
+    return row
+
+
+def _power_columns(power) -> dict:
+    if not power.available:
+        return {"avg_power_w": NOT_AVAILABLE, "energy_mj_per_inference": NOT_AVAILABLE,
+                "power_sensor": NOT_AVAILABLE}
+    return {"avg_power_w": power.avg_power_w, "energy_mj_per_inference": power.energy_per_inference_mj,
+            "power_sensor": f"{power.sensor} ({power.sample_count} samples)"}

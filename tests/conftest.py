@@ -1,0 +1,44 @@
+"""Shared test setup.
+
+In CI (CI=true) a skipped test fails the run unless it is marked `gpu` or
+`hardware`: nothing may be silently not tested because a package was missing.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DEVICE_SAMPLES = REPO.parent / "shared" / "device-samples"
+HARDWARE_MARKERS = {"gpu", "hardware"}
+_unexpected_skips: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and not HARDWARE_MARKERS & set(report.keywords):
+        _unexpected_skips.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.environ.get("CI") == "true" and _unexpected_skips:
+        print(f"\nCI: {len(_unexpected_skips)} test(s) skipped that must run in CI "
+              f"(only gpu/hardware tests may skip): {', '.join(_unexpected_skips)}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="session")
+def device_samples() -> Path:
+    if not DEVICE_SAMPLES.is_dir():
+        pytest.skip(f"recorded device samples not found at {DEVICE_SAMPLES} (shared/ sits beside the repo)")
+    return DEVICE_SAMPLES
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        pytest.skip("headless browser test needs Debian's 'chromium' package (make test installs it as root)")
+    return path

@@ -1,0 +1,137 @@
+"""The agent as a real process over real gRPC, driven by the controller's real client."""
+import math
+import os
+import signal
+import threading
+import time
+
+import psutil
+import pytest
+
+from controller.client import AgentClient, AgentRejectedError, sha256_file
+from controller.local_agent import LocalAgent
+from protos import agent_pb2 as pb
+from benchmarks.models import mlp_model
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory):
+    with LocalAgent(tmp_path_factory.mktemp("agent-cache")) as local:
+        client = AgentClient("local", local.address)
+        client.connect()
+        yield local, client
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory, agent):
+    path = mlp_model(tmp_path_factory.mktemp("m") / "mlp.onnx", width=128)
+    sha = sha256_file(path)
+    agent[1].ensure_uploaded(path, sha)
+    return path, sha
+
+
+def _spec(sha: str, min_seconds: float = 0.1, **kw) -> pb.BenchmarkSpec:
+    return pb.BenchmarkSpec(artifact_sha256=sha, backend="onnxruntime", threads=1,
+                            warmup=pb.WarmupPolicy(min_iterations=5, min_seconds=0.05),
+                            measure=pb.MeasurePolicy(min_iterations=50, min_seconds=min_seconds), **kw)
+
+
+def _final(client: AgentClient, spec: pb.BenchmarkSpec) -> pb.BenchmarkEvent:
+    events = list(client.benchmark(spec))
+    assert events[-1].WhichOneof("event") in ("result", "failure")
+    assert sum(e.WhichOneof("event") in ("result", "failure") for e in events) == 1
+    return events[-1]
+
+
+def test_describe_reports_this_machine(agent):
+    info = agent[1].describe()
+    assert info.cpu_cores == os.cpu_count()
+    assert info.ram_bytes > 1 << 30
+    assert info.protocol_version == "edgefarm.v1"
+    ort = [r for r in info.runtimes if r.name == "onnxruntime"]
+    assert ort and "CPUExecutionProvider" in ort[0].providers
+
+
+def test_benchmark_returns_raw_samples_and_statistics(agent, model):
+    result = _final(agent[1], _spec(model[1])).result
+    assert result.latency.count == len(result.samples_ns) >= 50
+    assert 0 < result.latency.min_ms <= result.latency.p50_ms <= result.latency.p99_ms <= result.latency.max_ms
+    assert result.fps > 0 and result.load_ms > 0 and result.first_inference_ms > 0
+    assert result.peak_rss_bytes > 10 << 20
+    assert result.provider == "CPUExecutionProvider"
+    assert not result.compute_separable
+    assert result.device.cpu_cores == os.cpu_count()
+    assert result.environment.versions["agent"]
+
+
+def test_power_is_not_available_without_a_sensor_never_invented(agent, model):
+    power = _final(agent[1], _spec(model[1])).result.power
+    if power.available:  # a workstation with RAPL exposed: then it must be a real reading
+        assert power.sample_count > 0 and power.sensor
+    else:
+        assert power.unavailable_reason and power.sample_count == 0
+        assert math.isnan(power.energy_per_inference_mj) and math.isnan(power.avg_power_w)
+
+
+def test_reupload_sends_nothing(agent, model):
+    path, sha = model
+    assert agent[1].ensure_uploaded(path, sha) == 0
+    assert agent[1].missing([sha]) == []
+
+
+def test_corrupted_upload_is_rejected_and_leaves_nothing(agent, tmp_path):
+    blob = tmp_path / "blob.bin"
+    blob.write_bytes(os.urandom(3 << 20))
+    wrong = "c" * 64
+    with pytest.raises(AgentRejectedError, match="upload rejected"):
+        agent[1].upload(blob, wrong)
+    assert agent[1].missing([wrong]) == [wrong]
+
+
+def test_bad_model_fails_cleanly_and_the_agent_keeps_serving(agent, model, tmp_path):
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"\x08\x07garbage")
+    agent[1].ensure_uploaded(junk, sha256_file(junk))
+    failure = _final(agent[1], _spec(sha256_file(junk))).failure
+    assert failure.kind == pb.Failure.BAD_INPUT and "cannot load the model" in failure.message
+    assert _final(agent[1], _spec(model[1])).HasField("result")
+
+
+def test_unknown_artifact_is_bad_input(agent):
+    failure = _final(agent[1], _spec("d" * 64)).failure
+    assert failure.kind == pb.Failure.BAD_INPUT and "upload them first" in failure.message
+
+
+def test_timeout_kills_the_job_and_the_agent_keeps_serving(agent, model):
+    failure = _final(agent[1], _spec(model[1], min_seconds=30, timeout_seconds=1.5)).failure
+    assert failure.kind == pb.Failure.TIMEOUT
+    assert _final(agent[1], _spec(model[1])).HasField("result")
+
+
+def test_worker_killed_by_a_signal_is_a_backend_crash(agent, model):
+    local, client = agent
+    killer = threading.Thread(target=_segfault_worker_of, args=(local.pid,))
+    killer.start()
+    failure = _final(client, _spec(model[1], min_seconds=20, timeout_seconds=60)).failure
+    killer.join()
+    assert failure.kind == pb.Failure.BACKEND_CRASH and "SIGSEGV" in failure.message
+    assert client.health().serving
+    assert _final(client, _spec(model[1])).HasField("result")
+
+
+def _segfault_worker_of(agent_pid: int) -> None:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        workers = [c for c in psutil.Process(agent_pid).children() if "agent.worker" in " ".join(c.cmdline())]
+        if workers:
+            time.sleep(1.0)  # let it get into the measuring loop
+            os.kill(workers[0].pid, signal.SIGSEGV)
+            return
+        time.sleep(0.05)
+
+
+def test_health(agent, model):
+    health = agent[1].health()
+    assert health.serving and not health.busy
+    assert health.artifacts >= 1 and health.cache_bytes > 0 and health.disk_free_bytes > 0
