@@ -8,7 +8,6 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import List, Optional
 
 from agent import PROTOCOL_VERSION, __version__
 from agent.server import AgentService, make_server
@@ -65,7 +64,7 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return serve(args)

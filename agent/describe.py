@@ -5,12 +5,12 @@ import os
 import platform
 import socket
 from pathlib import Path
-from typing import List
+
+from protos import agent_pb2 as pb
 
 from agent import PROTOCOL_VERSION, __version__
 from agent.backends import backend_names, get_backend
 from agent.sensors import available_sensors
-from protos import agent_pb2 as pb
 
 
 def describe() -> pb.DeviceInfo:
@@ -45,7 +45,7 @@ def collect_os(os_release: Path = Path("/etc/os-release")) -> str:
     return f"{platform.system()} {platform.release()}"
 
 
-def collect_runtimes() -> List[pb.RuntimeInfo]:
+def collect_runtimes() -> list[pb.RuntimeInfo]:
     runtimes = []
     for name in backend_names():
         try:
@@ -58,7 +58,7 @@ def collect_runtimes() -> List[pb.RuntimeInfo]:
     return runtimes
 
 
-def collect_accelerators(root: Path = Path("/")) -> List[str]:
+def collect_accelerators(root: Path = Path("/")) -> list[str]:
     found = []
     if (root / "etc/nv_tegra_release").exists():
         found.append("jetson-gpu")

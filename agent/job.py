@@ -5,26 +5,27 @@ from __future__ import annotations
 import resource
 import sys
 import time
-from typing import Callable, Optional
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import numpy as np
+from protos import agent_pb2 as pb
 
 from agent import __version__
 from agent.backends import UnknownBackendError, get_backend
 from agent.backends.base import BackendOptions, BackendUnavailableError, BadInputError, Engine
-from agent.measure import MeasurePolicy, Measurement, WarmupPolicy, make_inputs, measure, warm_up
+from agent.fingerprint import collect_fingerprint
+from agent.measure import Measurement, MeasurePolicy, WarmupPolicy, make_inputs, measure, warm_up
 from agent.pb import failure_event, fingerprint_to_pb, power_to_pb, progress_event, stats_to_pb
 from agent.sensors import probe
 from agent.sensors.monitor import PowerMonitor, PowerSummary
-from agent.fingerprint import collect_fingerprint
-from protos import agent_pb2 as pb
 
 Emit = Callable[[pb.BenchmarkEvent], None]
 IDLE_BASELINE_SECONDS = 0.5
 
 
 class Job:
-    def __init__(self, spec: pb.BenchmarkSpec, artifact_path: str, eval_path: Optional[str], emit: Emit) -> None:
+    def __init__(self, spec: pb.BenchmarkSpec, artifact_path: str, eval_path: str | None, emit: Emit) -> None:
         self.spec, self.artifact_path, self.eval_path, self.emit = spec, artifact_path, eval_path, emit
         self.options = BackendOptions(threads=spec.threads, execution_provider=spec.execution_provider,
                                       delegate=spec.delegate, precision=spec.precision,
@@ -43,14 +44,15 @@ class Job:
 
     def _run(self) -> pb.Result:
         env_start = collect_fingerprint()
-        engine, load_ms = self._load()
-        try:
-            feeds = self._feeds(engine)
-            first_ms = _time_ms(lambda: engine.run(feeds))
-            result = self._measure(engine, feeds)
-            self._accuracy(engine, result)
-        finally:
-            engine.close()
+        with power_monitoring() as monitor:  # idle baseline first, before the model loads
+            engine, load_ms = self._load()
+            try:
+                feeds = make_inputs(engine.inputs, self.options.batch_size, self.spec.seed)
+                first_ms = self._first_inference(engine, feeds)
+                result = self._measure(engine, feeds, monitor)
+                self._accuracy(engine, result)
+            finally:
+                engine.close()
         result.load_ms, result.first_inference_ms = load_ms, first_ms
         result.environment.CopyFrom(fingerprint_to_pb(env_start, collect_fingerprint(), __version__))
         result.peak_rss_bytes = _peak_rss_bytes()
@@ -63,19 +65,19 @@ class Job:
         engine = backend.load(self.artifact_path, self.options)
         return engine, (time.perf_counter_ns() - start) / 1e6
 
-    def _feeds(self, engine: Engine):
-        feeds = make_inputs(engine.inputs, self.options.batch_size, self.spec.seed)
+    def _first_inference(self, engine: Engine, feeds) -> float:
+        """The cold tier's second half; a model that cannot run its own inputs is bad input."""
+        start = time.perf_counter_ns()
         try:
             engine.run(feeds)
         except Exception as exc:
             raise BadInputError(f"the model does not run on generated inputs {_shapes(feeds)}: "
                                 f"{_first_line(exc)}") from exc
-        return feeds
+        return (time.perf_counter_ns() - start) / 1e6
 
-    def _measure(self, engine: Engine, feeds) -> pb.Result:
+    def _measure(self, engine: Engine, feeds, monitor: PowerMonitor | None) -> pb.Result:
         self.emit(progress_event("warmup", 0.0))
         warmups = warm_up(engine, feeds, _warmup_policy(self.spec.warmup))
-        monitor = _power_monitor()
         if monitor is not None:
             monitor.start()
         m = measure(engine, feeds, _measure_policy(self.spec.measure),
@@ -83,11 +85,11 @@ class Job:
         power = None
         if monitor is not None:
             monitor.stop()
-            power = monitor.summary(len(m.samples_ns))
+            power = monitor.summary(self.options.batch_size * len(m.samples_ns))  # energy per image
         return self._result(engine, m, warmups, power)
 
     def _result(self, engine: Engine, m: Measurement, warmups: int,
-                power: Optional[PowerSummary]) -> pb.Result:
+                power: PowerSummary | None) -> pb.Result:
         batch = self.options.batch_size
         r = pb.Result(job_id=self.spec.job_id, backend=self.spec.backend, provider=engine.provider,
                       samples_ns=m.samples_ns, latency=stats_to_pb(m.samples_ns),
@@ -110,13 +112,19 @@ class Job:
 _NO_SENSOR = "no power sensor on this board (RAPL, NVML, INA3221, tegrastats, Pi PMIC all absent)"
 
 
-def _power_monitor():
+@contextmanager
+def power_monitoring() -> Iterator[PowerMonitor | None]:
+    """A monitor with its idle baseline taken, or None when the board has no power sensor."""
     sensor = probe()
     if sensor is None:
-        return None
-    monitor = PowerMonitor(sensor)
-    monitor.measure_idle(IDLE_BASELINE_SECONDS)
-    return monitor
+        yield None
+        return
+    try:
+        monitor = PowerMonitor(sensor)
+        monitor.measure_idle(IDLE_BASELINE_SECONDS)
+        yield monitor
+    finally:
+        sensor.close()  # stops a tegrastats child, shuts NVML down
 
 
 def top1_on_device(engine: Engine, eval_path: str) -> float:

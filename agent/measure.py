@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -30,13 +30,13 @@ class MeasurePolicy:
 
 @dataclass(frozen=True)
 class Measurement:
-    samples_ns: List[int]               # end-to-end host time per iteration
-    compute_samples_ns: List[int]       # empty when the engine cannot separate compute
+    samples_ns: list[int]               # end-to-end host time per iteration
+    compute_samples_ns: list[int]       # empty when the engine cannot separate compute
     wall_seconds: float
     warmup_iterations: int
 
 
-def make_inputs(specs: Sequence[TensorSpec], batch_size: int, seed: int) -> Dict[str, np.ndarray]:
+def make_inputs(specs: Sequence[TensorSpec], batch_size: int, seed: int) -> dict[str, np.ndarray]:
     """Deterministic synthetic inputs; dynamic dims take the batch size (first) or 1."""
     rng = np.random.default_rng(seed)
     feeds = {}
@@ -46,7 +46,7 @@ def make_inputs(specs: Sequence[TensorSpec], batch_size: int, seed: int) -> Dict
     return feeds
 
 
-def _random_tensor(rng: np.random.Generator, shape: List[int], dtype: str) -> np.ndarray:
+def _random_tensor(rng: np.random.Generator, shape: list[int], dtype: str) -> np.ndarray:
     if dtype.startswith("float"):
         return rng.random(shape, dtype=np.float32).astype(dtype)
     if dtype == "bool":
@@ -55,7 +55,7 @@ def _random_tensor(rng: np.random.Generator, shape: List[int], dtype: str) -> np
     return rng.integers(max(info.min, -128), min(info.max, 127) + 1, size=shape).astype(dtype)
 
 
-def warm_up(engine: Engine, feeds: Dict[str, np.ndarray], policy: WarmupPolicy) -> int:
+def warm_up(engine: Engine, feeds: dict[str, np.ndarray], policy: WarmupPolicy) -> int:
     clock, run = time.perf_counter_ns, engine.run
     end = clock() + int(policy.min_seconds * 1e9)
     n = 0
@@ -65,12 +65,12 @@ def warm_up(engine: Engine, feeds: Dict[str, np.ndarray], policy: WarmupPolicy) 
     return n
 
 
-def measure(engine: Engine, feeds: Dict[str, np.ndarray], policy: MeasurePolicy,
-            progress: Optional[ProgressFn] = None) -> Measurement:
+def measure(engine: Engine, feeds: dict[str, np.ndarray], policy: MeasurePolicy,
+            progress: ProgressFn | None = None) -> Measurement:
     if engine.compute_separable:
         return _measure_separable(engine, feeds, policy, progress)
     clock, run = time.perf_counter_ns, engine.run
-    samples: List[int] = []
+    samples: list[int] = []
     stop = _StopRule(policy, clock(), progress)
     while True:
         t0 = clock()
@@ -82,11 +82,11 @@ def measure(engine: Engine, feeds: Dict[str, np.ndarray], policy: MeasurePolicy,
     return Measurement(samples, [], (clock() - stop.start) / 1e9, 0)
 
 
-def _measure_separable(engine: Engine, feeds: Dict[str, np.ndarray], policy: MeasurePolicy,
-                       progress: Optional[ProgressFn]) -> Measurement:
+def _measure_separable(engine: Engine, feeds: dict[str, np.ndarray], policy: MeasurePolicy,
+                       progress: ProgressFn | None) -> Measurement:
     clock = time.perf_counter_ns
-    host: List[int] = []
-    compute: List[int] = []
+    host: list[int] = []
+    compute: list[int] = []
     stop = _StopRule(policy, clock(), progress)
     while True:
         timing = engine.run_timed(feeds)
@@ -100,7 +100,7 @@ def _measure_separable(engine: Engine, feeds: Dict[str, np.ndarray], policy: Mea
 class _StopRule:
     """Both minimums met, or either maximum hit; reports progress at most every 0.5 s."""
 
-    def __init__(self, policy: MeasurePolicy, start_ns: int, progress: Optional[ProgressFn]) -> None:
+    def __init__(self, policy: MeasurePolicy, start_ns: int, progress: ProgressFn | None) -> None:
         self.start = start_ns
         self._min_n, self._max_n = policy.min_iterations, policy.max_iterations
         self._min_end = start_ns + int(policy.min_seconds * 1e9)

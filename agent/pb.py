@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from agent.fingerprint import EnvironmentFingerprint
+from protos import agent_pb2 as pb
+
+from agent.fingerprint import EnvironmentFingerprint, throttled_between
 from agent.sensors.monitor import PowerSummary
 from agent.stats import LatencyStats
-from protos import agent_pb2 as pb
 
 
 def stats_to_pb(samples_ns: Sequence[int]) -> pb.LatencyStats:
@@ -24,12 +25,13 @@ def power_to_pb(p: PowerSummary) -> pb.PowerSummary:
 
 def fingerprint_to_pb(start: EnvironmentFingerprint, end: EnvironmentFingerprint,
                       agent_version: str) -> pb.EnvironmentFingerprint:
-    """Clocks and governor as seen at the start; throttling if it showed at either end."""
+    """Clocks and governor as seen at the start; throttled if it showed at either end or a
+    throttle counter rose during the run; flags as they stand at the end."""
     fp = pb.EnvironmentFingerprint(
         cpu_governor=start.cpu_governor, cpu_cur_freq_khz=start.cpu_cur_freq_khz,
         cpu_max_freq_khz=start.cpu_max_freq_khz, nvpmodel_mode=start.nvpmodel_mode,
-        jetson_clocks=start.jetson_clocks, throttled=start.throttled or end.throttled,
-        throttle_flags=sorted(set(start.throttle_flags) | set(end.throttle_flags)))
+        jetson_clocks=start.jetson_clocks, throttled=throttled_between(start, end),
+        throttle_flags=sorted(end.throttle_flags))
     fp.temps_start_c.update(start.temps_c)
     fp.temps_end_c.update(end.temps_c)
     fp.versions["agent"] = agent_version

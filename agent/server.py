@@ -6,17 +6,17 @@ import threading
 import time
 import uuid
 from concurrent import futures
-from typing import Iterator, Optional
+from typing import Iterator
 
 import grpc
+from protos import agent_pb2 as pb
+from protos import agent_pb2_grpc as pb_grpc
 
 from agent import __version__
 from agent.describe import describe
+from agent.pb import failure_event
 from agent.store import ArtifactError, ArtifactStore, validate_sha256
 from agent.worker import run_in_worker
-from agent.pb import failure_event
-from protos import agent_pb2 as pb
-from protos import agent_pb2_grpc as pb_grpc
 
 DEFAULT_TIMEOUT_SECONDS = 600.0
 
@@ -24,7 +24,7 @@ DEFAULT_TIMEOUT_SECONDS = 600.0
 class AgentService(pb_grpc.AgentServicer):
     def __init__(self, store: ArtifactStore) -> None:
         self.store = store
-        self._device: Optional[pb.DeviceInfo] = None
+        self._device: pb.DeviceInfo | None = None
         self._one_job = threading.Lock()  # one job per board at a time: jobs queue here
         self._started = time.monotonic()
 

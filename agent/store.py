@@ -11,7 +11,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Iterable, List, Optional
+from typing import BinaryIO, Iterable
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -27,7 +27,7 @@ def validate_sha256(sha256: str) -> str:
 
 
 class ArtifactStore:
-    def __init__(self, root: Path, max_bytes: int, max_artifact_bytes: Optional[int] = None) -> None:
+    def __init__(self, root: Path, max_bytes: int, max_artifact_bytes: int | None = None) -> None:
         self.root = Path(root)
         self.max_bytes = max_bytes
         self.max_artifact_bytes = max_artifact_bytes or max_bytes
@@ -40,7 +40,7 @@ class ArtifactStore:
     def has(self, sha256: str) -> bool:
         return _SHA256.match(sha256 or "") is not None and self.path(sha256).is_file()
 
-    def present(self, digests: Iterable[str]) -> List[str]:
+    def present(self, digests: Iterable[str]) -> list[str]:
         return [d for d in digests if self.has(d)]
 
     def touch(self, sha256: str) -> Path:
@@ -76,7 +76,7 @@ class ArtifactStore:
             used -= oldest.stat().st_size
             oldest.unlink()
 
-    def _artifacts(self) -> List[Path]:
+    def _artifacts(self) -> list[Path]:
         return [p for p in self.root.iterdir() if p.is_file() and _SHA256.match(p.name)]
 
 

@@ -14,10 +14,11 @@ import struct
 import subprocess
 import sys
 import time
-from typing import Iterator, List, Optional, Sequence
+from typing import Iterator, Sequence
+
+from protos import agent_pb2 as pb
 
 from agent.pb import failure_event
-from protos import agent_pb2 as pb
 
 _LEN = struct.Struct("<I")
 _KILL_GRACE_SECONDS = 2.0
@@ -26,7 +27,7 @@ _KILL_GRACE_SECONDS = 2.0
 WORKER_COMMAND = (sys.executable, "-m", "agent.worker")
 
 
-def run_in_worker(spec: pb.BenchmarkSpec, artifact_path: str, eval_path: Optional[str], timeout_s: float,
+def run_in_worker(spec: pb.BenchmarkSpec, artifact_path: str, eval_path: str | None, timeout_s: float,
                   command: Sequence[str] = WORKER_COMMAND) -> Iterator[pb.BenchmarkEvent]:
     """Yield the child's events; always ends with exactly one Result or Failure."""
     read_fd, write_fd = os.pipe()
@@ -84,7 +85,7 @@ class _StderrTail:
         while not self.eof and select.select([self.fd], [], [], 0.5)[0]:
             self.read_available()
 
-    def last_lines(self, n: int) -> List[str]:
+    def last_lines(self, n: int) -> list[str]:
         return [line for line in self._text.splitlines() if line.strip()][-n:]
 
 
@@ -92,7 +93,7 @@ class _FrameReader:
     def __init__(self, stream) -> None:
         self._stream, self._buf, self.eof = stream, b"", False
 
-    def read_available(self) -> List[pb.BenchmarkEvent]:
+    def read_available(self) -> list[pb.BenchmarkEvent]:
         data = self._stream.read(1 << 20)
         if not data:
             self.eof = True
@@ -118,7 +119,7 @@ def _crash_failure(child: subprocess.Popen, stderr: _StderrTail) -> pb.Benchmark
     return failure_event(pb.Failure.BACKEND_CRASH, how + (f": {detail}" if detail else ""))
 
 
-def _reap(child: subprocess.Popen) -> Optional[int]:
+def _reap(child: subprocess.Popen) -> int | None:
     try:
         return child.wait(timeout=_KILL_GRACE_SECONDS)
     except subprocess.TimeoutExpired:
@@ -134,7 +135,7 @@ def _kill(child: subprocess.Popen) -> None:
     child.wait()
 
 
-def _child_main(argv: List[str]) -> int:
+def _child_main(argv: list[str]) -> int:
     """Entry point inside the worker process."""
     from agent.job import Job  # heavy imports only in the child
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from agent.measure import make_inputs
 from agent.backends.onnxruntime import OrtEngine
+from agent.measure import make_inputs
 from benchmarks.figures import Figure
 from controller.client import AgentClient, sha256_file
 from controller.local_agent import LocalAgent

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pandas as pd
 
@@ -31,7 +31,7 @@ def result_row(stored: StoredResult) -> dict:
         "peak_rss_mb": r.peak_rss_bytes / 2**20, "provider": r.provider,
         "device_accuracy": r.accuracy if r.accuracy_available else math.nan,
         "throttled": r.environment.throttled,
-        "measured_at": datetime.fromtimestamp(stored.measured_at, timezone.utc).isoformat(timespec="seconds"),
+        "measured_at": datetime.fromtimestamp(stored.measured_at, UTC).isoformat(timespec="seconds"),
     }
     row.update(_power_columns(r.power))
     return row

@@ -42,3 +42,9 @@ def chromium() -> str:
     if path is None:
         pytest.skip("headless browser test needs Debian's 'chromium' package (make test installs it as root)")
     return path
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory) -> Path:
+    """One models/variants cache per test session, so digits-cnn is trained once."""
+    return tmp_path_factory.mktemp("edgefarm-cache")

@@ -8,10 +8,10 @@ import time
 import psutil
 import pytest
 
+from benchmarks.models import mlp_model
 from controller.client import AgentClient, AgentRejectedError, sha256_file
 from controller.local_agent import LocalAgent
 from protos import agent_pb2 as pb
-from benchmarks.models import mlp_model
 
 
 @pytest.fixture(scope="module")

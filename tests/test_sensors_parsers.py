@@ -82,7 +82,8 @@ def test_tx1_and_tx2_jetpack3_and_jetpack4_rail_names(device_samples: Path) -> N
     tx2_jp4 = tegrastats(device_samples, "tegrastats_tx1_tx2_jp3_jp4.txt", 2)
     assert tx2_jp4.rails["VDD_4V0_WIFI"] == RailPower(633, 527)
     assert tx2_jp4.input_rails() == ["VDD_IN"] and tx2_jp4.input_power_mw() == 3140.0
-    assert tegrastats(device_samples, "tegrastats_tx1_tx2_jp3_jp4.txt", 3).rails["VDD_SYS_DDR"] == RailPower(883, 883)
+    tx2_jp4_later = tegrastats(device_samples, "tegrastats_tx1_tx2_jp3_jp4.txt", 3)
+    assert tx2_jp4_later.rails["VDD_SYS_DDR"] == RailPower(883, 883)
 
 
 def test_agx_xavier_has_no_input_rail_so_every_rail_is_summed(device_samples: Path) -> None:
@@ -174,7 +175,8 @@ def test_ina3221_total_rail_choice_for_every_known_label_set(device_samples: Pat
     agx_orin = re.search(r"AGX Orin: (\S+)/(\S+)/(\S+) \(\+ 2nd chip: (\S+)/(\S+)/(\S+)\)", known).groups()
     assert ina3221.choose_total_rails(agx_orin) == ["VDD_GPU_SOC", "VDD_CPU_CV", "VIN_SYS_5V0",
                                                     "VDDQ_VDD2_1V8AO"]
-    xavier = re.search(r"AGX Xavier \(tegrastats names\): (\S+)/(\S+)/(\S+)/(\S+)/(\S+)/(\S+);", known).groups()
+    xavier = re.search(r"AGX Xavier \(tegrastats names\): ([\w/]+);", known).group(1).split("/")
+    assert len(xavier) == 6
     assert ina3221.choose_total_rails(xavier) == list(xavier)
     thor = re.search(r"AGX Thor: (\S+)/(\S+)/(\S+) on the INA3221", known).groups()
     assert ina3221.choose_total_rails(thor) == ["VDD_GPU", "VDD_CPU_SOC_MSS", "VIN_SYS_5V0"]

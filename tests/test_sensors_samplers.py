@@ -9,8 +9,8 @@ import sys
 import threading
 import time
 import types
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import pytest
 
@@ -74,7 +74,7 @@ class TickingClock:
 # --- RAPL ------------------------------------------------------------------------------------------
 
 def powercap_tree_from_recorded_info(samples: Path, root: Path) -> None:
-    """Turn the recorded `powercap-info` output (Zone 0 = intel-rapl:0, Zone 0:1 = intel-rapl:0:1) into sysfs."""
+    """The recorded `powercap-info` output as sysfs (Zone 0 = intel-rapl:0, Zone 0:1 = intel-rapl:0:1)."""
     text = (samples / "rapl_powercap_x86.txt").read_text()
     block = text[text.index("> powercap-info"):text.index("(powercap-info")]
     zone_dir = None
@@ -184,8 +184,8 @@ def test_ina3221_jp4_agx_xavier_sums_both_chips(tmp_path: Path) -> None:
 
 def test_ina3221_jp5_xavier_nx_multiplies_mv_by_ma(tmp_path: Path) -> None:
     # Xavier NX JetPack 5 path from the layout sample (7-0040/hwmon/hwmon6).
-    device = jp5_hwmon_chip(tmp_path, "7-0040", "hwmon6", [("VDD_IN", 5016, 1200), ("VDD_CPU_GPU_CV", 5000, 300),
-                                                           ("VDD_SOC", 5000, 250)])
+    device = jp5_hwmon_chip(tmp_path, "7-0040", "hwmon6",
+                            [("VDD_IN", 5016, 1200), ("VDD_CPU_GPU_CV", 5000, 300), ("VDD_SOC", 5000, 250)])
     sensor = ina3221.open_sensor(str(tmp_path))
     assert sensor.name == "ina3221:VDD_IN"
     assert sensor.read().power_w == pytest.approx(5.016 * 1.2)

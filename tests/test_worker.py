@@ -4,8 +4,8 @@ import sys
 import pytest
 
 from agent.worker import run_in_worker
-from protos import agent_pb2 as pb
 from benchmarks.models import mlp_model
+from protos import agent_pb2 as pb
 
 CRASHING_CHILD = (sys.executable, "-c",
                   "import os, signal, sys; sys.stdin.buffer.read(); os.kill(os.getpid(), signal.SIGSEGV)")

@@ -11,6 +11,7 @@ import importlib
 from agent.backends.base import BackendModule
 
 REGISTRY: dict[str, str] = {
+    "litert": "agent.backends.litert",
     "onnxruntime": "agent.backends.onnxruntime",
 }
 

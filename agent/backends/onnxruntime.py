@@ -1,8 +1,6 @@
 """ONNX Runtime backend: CPU by default, CUDA / TensorRT / OpenVINO EPs when asked and present."""
 from __future__ import annotations
 
-from typing import Dict, List, Optional
-
 import numpy as np
 
 from agent.backends.base import BackendOptions, BackendUnavailableError, BadInputError, TensorSpec
@@ -18,7 +16,7 @@ _ORT_DTYPES = {
 _TFLITE_FILE_ID = b"TFL3"
 
 
-def version() -> Optional[str]:
+def version() -> str | None:
     try:
         import onnxruntime
     except ImportError:
@@ -26,7 +24,7 @@ def version() -> Optional[str]:
     return onnxruntime.__version__
 
 
-def providers() -> List[str]:
+def providers() -> list[str]:
     import onnxruntime
     return list(onnxruntime.get_available_providers())
 
@@ -43,10 +41,10 @@ class OrtEngine:
         # cannot initialise and falls back to CPU without raising.
         self.provider = session.get_providers()[0]
 
-    def run(self, feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         return self._run(None, feeds)
 
-    def run_timed(self, feeds: Dict[str, np.ndarray]):  # pragma: no cover - not separable
+    def run_timed(self, feeds: dict[str, np.ndarray]):  # pragma: no cover - not separable
         raise NotImplementedError("ONNX Runtime cannot separate compute-only time")
 
     def close(self) -> None:
@@ -54,7 +52,7 @@ class OrtEngine:
         self._run = None
 
 
-def _dims(shape: list) -> List[int]:
+def _dims(shape: list) -> list[int]:
     return [d if isinstance(d, int) and d > 0 else -1 for d in shape]
 
 
@@ -78,7 +76,7 @@ def load(path: str, options: BackendOptions) -> OrtEngine:
     return OrtEngine(session)
 
 
-def _provider_chain(wanted: str) -> List[str]:
+def _provider_chain(wanted: str) -> list[str]:
     return [wanted] if wanted == CPU_EP else [wanted, CPU_EP]
 
 

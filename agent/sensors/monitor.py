@@ -16,8 +16,6 @@ import time
 from dataclasses import dataclass
 from typing import Sequence
 
-import numpy as np
-
 from agent.sensors.base import PowerSample, PowerSensor, SensorGoneError
 
 NS_PER_S = 1e9
@@ -66,7 +64,8 @@ class _SamplingThread:
     def _loop(self) -> None:
         deadline = time.monotonic()
         while True:
-            deadline += self._interval_s
+            # Fixed rate; after a slow read (vcgencmd) start afresh rather than burst to catch up.
+            deadline = max(deadline + self._interval_s, time.monotonic())
             if self._stopping.wait(max(0.0, deadline - time.monotonic())):
                 break
             if not self._take():
@@ -106,9 +105,9 @@ def window_energy_j(samples: Sequence[PowerSample]) -> tuple[float, float]:
         return samples[-1].energy_j - samples[0].energy_j, _span_s(samples)
     powered = [sample for sample in samples if sample.power_w is not None]
     seconds = _span_s(powered)
-    t_s = np.array([sample.t_ns for sample in powered], dtype=np.float64) / NS_PER_S
-    watts = np.array([sample.power_w for sample in powered], dtype=np.float64)
-    return float(np.sum((watts[1:] + watts[:-1]) / 2.0 * np.diff(t_s))), seconds
+    joules = sum((a.power_w + b.power_w) / 2.0 * (b.t_ns - a.t_ns) / NS_PER_S  # type: ignore[operator]
+                 for a, b in zip(powered, powered[1:]))
+    return joules, seconds
 
 
 class PowerMonitor:

@@ -22,9 +22,9 @@ NAME = "digits-cnn"
 SEED = 0
 EVAL_COUNT = 360  # 20 % of the 1,797 digits, held out from training
 CALIB_COUNT = 200
-EPOCHS = 15
+EPOCHS = 10
 BATCH_SIZE = 64
-LEARNING_RATE = 3e-3
+PEAK_LEARNING_RATE = 5e-3  # one-cycle schedule: reaches >= 98 % for every seed tried, not just a lucky one
 OPSET = 17
 
 
@@ -53,11 +53,11 @@ def load_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 def _train_and_export(out_dir: Path, progress: ProgressFn | None) -> None:
     x_train, y_train, x_eval, y_eval = load_split()
-    started = time.perf_counter()
     # torch is imported here only, so using a cached model never pays its import time.
     import torch
 
     with _deterministic_torch(torch):
+        started = time.perf_counter()
         net = _train(torch, x_train, y_train, progress)
         train_seconds = time.perf_counter() - started
         report(progress, "export digits-cnn", 0.0)
@@ -82,11 +82,16 @@ class _deterministic_torch:
 
     def __enter__(self) -> None:
         self._was_deterministic = self._torch.are_deterministic_algorithms_enabled()
+        self._threads = self._torch.get_num_threads()
         self._rng.__enter__()
         self._torch.manual_seed(SEED)
         self._torch.use_deterministic_algorithms(True)
+        # One thread: the model is too small to gain from more, the weights then do not depend on
+        # the core count, and on a busy 2-core machine two threads made training several times slower.
+        self._torch.set_num_threads(1)
 
     def __exit__(self, *exc_info: object) -> None:
+        self._torch.set_num_threads(self._threads)
         self._torch.use_deterministic_algorithms(self._was_deterministic)
         self._rng.__exit__(*exc_info)
 
@@ -94,8 +99,9 @@ class _deterministic_torch:
 def _network(torch: Any) -> Any:
     nn = torch.nn
     return nn.Sequential(
-        nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # 8x8 -> 4x4
+        # Pooling right after the first conv keeps the wide convs on 4x4 maps: training takes seconds.
+        nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # 8x8 -> 4x4
+        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
         nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # 4x4 -> 2x2
         nn.Flatten(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10),
     )
@@ -103,14 +109,19 @@ def _network(torch: Any) -> Any:
 
 def _train(torch: Any, x_train: np.ndarray, y_train: np.ndarray, progress: ProgressFn | None) -> Any:
     net = _network(torch)
-    optimizer = torch.optim.Adam(net.parameters(), lr=LEARNING_RATE)
+    optimizer = torch.optim.Adam(net.parameters(), lr=PEAK_LEARNING_RATE)
     x, y = torch.from_numpy(x_train), torch.from_numpy(y_train)
+    steps_per_epoch = -(-len(y) // BATCH_SIZE)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=PEAK_LEARNING_RATE, total_steps=EPOCHS * steps_per_epoch
+    )
     net.train()
     for epoch in range(EPOCHS):
         for rows in torch.randperm(len(y)).split(BATCH_SIZE):
             optimizer.zero_grad()
             torch.nn.functional.cross_entropy(net(x[rows]), y[rows]).backward()
             optimizer.step()
+            schedule.step()
         report(progress, "train digits-cnn", (epoch + 1) / EPOCHS)
     return net.eval()
 

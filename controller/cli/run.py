@@ -6,8 +6,7 @@ import json
 import math
 from pathlib import Path
 
-from controller.cli.common import (CliError, add_measure_flags, add_storage_flags, cache_dir, db_path,
-                                   measure_settings)
+from controller.cli.common import CliError, add_measure_flags, add_storage_flags, cache_dir, db_path, measure_settings
 from controller.console import RunConsole, summary_table
 from controller.pipeline import PhaseTimes, RunExecutor, RunOutcome, RunPlan, Target
 from controller.results_frame import results_frame

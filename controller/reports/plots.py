@@ -15,6 +15,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.colors import to_hex
 from matplotlib.container import BarContainer
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -149,6 +150,7 @@ def accuracy_plot(rows: pd.DataFrame) -> Plot:
     else:
         for _, group in rated.groupby("series", sort=False):
             _scatter_series(ax, group)
+        ax.margins(x=0.06, y=0.12)  # room for the rings and labels of points at the extremes
         if log_scale:
             _log_axis(ax, "x")
         _legend(ax, _accuracy_legend(rated), above=False)
@@ -171,16 +173,17 @@ def _scatter_series(ax: Axes, group: pd.DataFrame) -> None:
 
 
 def _label_points(ax: Axes, rated: pd.DataFrame) -> None:
-    """Name each point's variant, beside it where the label overlaps no other label or point."""
+    """Name each point's variant, beside it where the label overlaps the fewest other labels and points."""
     ax.figure.draw_without_rendering()  # settle limits and layout so display positions are final
+    rated = rated.drop_duplicates(["latency_p50_ms", "accuracy", "variant"])  # one label per spot
     data = rated[["latency_p50_ms", "accuracy"]].to_numpy(dtype=float) * [1, 100]
     points = ax.transData.transform(data) * 72 / ax.figure.dpi  # in points, the unit of label offsets
     taken = [(x - 7, y - 7, x + 7, y + 7) for x, y in points]  # the ringed markers
     for (x, y), anchor, variant in zip(points, data, rated["variant"], strict=True):
-        width = len(variant) * _LABEL_FONT_SIZE * 0.6
+        width = len(variant) * _LABEL_FONT_SIZE * 0.62 + 3  # DejaVu Sans averages ~0.6 em a character
         boxes = [_label_box(x, y, width, offset) for offset in _LABEL_OFFSETS]
-        free = [i for i, box in enumerate(boxes) if not any(_overlaps(box, other) for other in taken)]
-        choice = free[0] if free else 0
+        crowding = [sum(_overlaps(box, other) for other in taken) for box in boxes]
+        choice = crowding.index(min(crowding))
         taken.append(boxes[choice])
         dx, dy, align = _LABEL_OFFSETS[choice]
         ax.annotate(variant, tuple(anchor), xytext=(dx, dy), textcoords="offset points",
@@ -301,7 +304,7 @@ def _colors(series: pd.Series) -> pd.Series:
     """One colour per distinct series name, in order of first appearance."""
     names = list(dict.fromkeys(series))
     colormap = matplotlib.colormaps["tab10" if len(names) <= 10 else "tab20"]
-    palette = {name: matplotlib.colors.to_hex(colormap(i % colormap.N)) for i, name in enumerate(names)}
+    palette = {name: to_hex(colormap(i % colormap.N)) for i, name in enumerate(names)}
     return series.map(palette)
 
 

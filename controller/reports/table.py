@@ -8,7 +8,7 @@ from html import escape
 import pandas as pd
 
 from controller.reports.cells import binary_size, format_value, integer, percent, significant
-from controller.reports.frame import NOT_AVAILABLE, report_columns, sort_results, throttled_mask
+from controller.reports.frame import report_columns, sort_results, throttled_mask
 
 THROTTLED_FLAG = "throttled"
 
@@ -44,7 +44,7 @@ COLUMN_FORMATS: dict[str, ColumnFormat] = {
     "latency_cv": ColumnFormat("CV", percent),
     "latency_count": ColumnFormat("samples", integer),
     "compute_p50_ms": ColumnFormat("compute p50 ms", significant),
-    "peak_rss_mb": ColumnFormat("peak RSS MB", significant),
+    "peak_rss_mb": ColumnFormat("peak RSS MiB", significant),  # the store divides bytes by 2**20
     "provider": ColumnFormat("provider"),
     "device_accuracy": ColumnFormat("device accuracy", percent),
     "avg_power_w": ColumnFormat("avg power W", significant),
@@ -84,8 +84,8 @@ def _body_cell(column: str, value: object, throttled: bool) -> str:
     spec = COLUMN_FORMATS.get(column, _TEXT)
     shown = escape(_shown_value(column, value, spec, throttled))
     classes = ["num"] if spec.numeric else []
-    if isinstance(value, str) and value == NOT_AVAILABLE:
-        classes.append("na")
+    if spec.numeric and isinstance(value, str):
+        classes.append("na")  # a note where a number would be: "not available", "not separable"
     if column == "device" and throttled:
         # The throttled column sits far right; flag next to the device so it shows without scrolling.
         shown += f' <span class="flag" title="measured while the board throttled">{THROTTLED_FLAG}</span>'

@@ -1,0 +1,123 @@
+"""The edgefarm CLI as a user runs it: real subprocesses, a real local agent, a real SQLite file."""
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from benchmarks.models import mlp_model
+from controller.reports import REPORT_COLUMNS
+
+FAST = ["--warmup-seconds", "0.05", "--min-seconds", "0.2"]
+
+
+def edgefarm(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "controller", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory, model_cache):
+    work = tmp_path_factory.mktemp("demo")
+    proc = edgefarm("demo", "--out", str(work / "out"), "--db", str(work / "results.sqlite"),
+                    "--cache-dir", str(model_cache), *FAST)
+    assert proc.returncode == 0, proc.stderr
+    return work, proc
+
+
+def _count_results(db: Path) -> int:
+    with sqlite3.connect(db) as con:
+        return con.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+
+
+def test_demo_writes_four_variants_with_every_column(demo):
+    work, proc = demo
+    df = pd.read_csv(work / "out" / "report.csv")
+    assert sorted(df["variant"]) == sorted(["fp32", "fp16", "int8-dynamic", "int8-static"])
+    assert df[list(REPORT_COLUMNS)].notna().all().all()
+    assert (df["model"] == "digits-cnn").all() and (df["device"] == "local").all()
+    assert str(work / "out" / "report.csv") in proc.stdout and str(work / "out" / "report.html") in proc.stdout
+
+
+def test_demo_int8_static_is_small_and_accurate(demo):
+    df = pd.read_csv(demo[0] / "out" / "report.csv").set_index("variant")
+    assert df.loc["int8-static", "size_bytes"] <= 0.30 * df.loc["fp32", "size_bytes"]
+    assert abs(df.loc["int8-static", "accuracy"] - df.loc["fp32", "accuracy"]) <= 0.01
+    assert df.loc["fp32", "accuracy"] >= 0.95
+
+
+def test_demo_stores_raw_samples_in_sqlite(demo):
+    db = demo[0] / "results.sqlite"
+    assert _count_results(db) == 4
+    with sqlite3.connect(db) as con:
+        assert con.execute("SELECT COUNT(*) FROM jobs WHERE status = 'done'").fetchone()[0] == 4
+
+
+def test_report_regenerates_from_the_store(demo, tmp_path):
+    work, _ = demo
+    proc = edgefarm("report", "latest", "--db", str(work / "results.sqlite"),
+                    "--csv", str(tmp_path / "r.csv"), "--html", str(tmp_path / "r.html"))
+    assert proc.returncode == 0, proc.stderr
+    assert len(pd.read_csv(tmp_path / "r.csv")) == 4
+    assert "<svg" in (tmp_path / "r.html").read_text()
+
+
+def test_run_json_on_a_user_model(tmp_path, model_cache):
+    model = mlp_model(tmp_path / "mine.onnx")
+    proc = edgefarm("run", str(model), "--local", "--json", "--db", str(tmp_path / "r.sqlite"),
+                    "--cache-dir", str(model_cache), *FAST)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    (row,) = out["results"]
+    assert row["model"] == "mine" and row["variant"] == "fp32" and row["latency_p99_ms"] > 0
+    assert row["energy_mj_per_inference"] == "not available"
+
+
+def _bad_input_cases(tmp_path: Path, model_cache: Path) -> dict[str, tuple[list[str], str]]:
+    real = mlp_model(tmp_path / "real.onnx")
+    (tmp_path / "notes.onnx").write_text("this is not a model\n")
+    (tmp_path / "cut.onnx").write_bytes(real.read_bytes()[: real.stat().st_size // 2])
+    (tmp_path / "bad.yaml").write_text("devices:\n  - name: x\n    host: 127.0.0.1\n    prot: 1\n")
+    (tmp_path / "dead.yaml").write_text(
+        "devices:\n  - name: dead-board\n    host: 127.0.0.1\n    port: 9\n    backends: [onnxruntime]\n")
+    return {
+        "missing model": (["run", str(tmp_path / "nope.onnx"), "--local"], "nope.onnx"),
+        "not a model": (["run", str(tmp_path / "notes.onnx"), "--local"], "notes.onnx"),
+        "truncated onnx": (["run", str(tmp_path / "cut.onnx"), "--local"], "cut.onnx"),
+        "malformed devices.yaml": (["run", "digits-cnn", "--device", "x", "--devices", str(tmp_path / "bad.yaml")],
+                                   "bad.yaml:4"),
+        "unknown recipe": (["run", "digits-cnn", "--local", "--recipe", "int3"], "valid recipes: "),
+        "unknown model": (["run", "resnet-9000", "--local"], "digits-cnn"),
+        "unreachable device": (["run", str(real), "--device", "dead-board", "--devices", str(tmp_path / "dead.yaml")],
+                               "dead-board"),
+    }
+
+
+def test_each_bad_input_is_one_clear_line_exit_2_and_loses_nothing(demo, tmp_path, model_cache):
+    db = demo[0] / "results.sqlite"
+    before = _count_results(db)
+    for case, (args, needle) in _bad_input_cases(tmp_path, model_cache).items():
+        proc = edgefarm(*args, "--db", str(db), "--cache-dir", str(model_cache), *FAST)
+        lines = [line for line in proc.stderr.splitlines() if line.startswith("edgefarm: error:")]
+        assert proc.returncode == 2, f"{case}: exit {proc.returncode}\n{proc.stderr}"
+        assert len(lines) == 1 and needle in lines[0], f"{case}: {proc.stderr}"
+        assert "Traceback" not in proc.stderr, case
+    assert _count_results(db) == before
+
+
+def test_devices_check_accepts_the_shipped_file_and_rejects_a_bad_one(tmp_path):
+    repo = Path(__file__).resolve().parent.parent
+    ok = edgefarm("devices", "check", str(repo / "devices.yaml"))
+    assert ok.returncode == 0 and "4 device(s) valid" in ok.stdout
+    (tmp_path / "d.yaml").write_text("devices:\n  - name: a\n    host: h\n    port: 99999\n    backends: [x]\n")
+    bad = edgefarm("devices", "check", str(tmp_path / "d.yaml"))
+    assert bad.returncode == 2 and "d.yaml:4" in bad.stderr
+
+
+@pytest.mark.parametrize("sub", ["demo", "run", "report", "devices"])
+def test_every_subcommand_has_help_with_examples(sub):
+    proc = edgefarm(sub, "--help")
+    assert proc.returncode == 0 and "examples:" in proc.stdout
