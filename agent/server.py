@@ -27,6 +27,8 @@ class AgentService(pb_grpc.AgentServicer):
         self._device: pb.DeviceInfo | None = None
         self._one_job = threading.Lock()  # one job per board at a time: jobs queue here
         self._started = time.monotonic()
+        # jobs_run / engine_builds / engine_cache_hits, reported by Health (benchmark P3)
+        self.counters = pb.HealthStatus()
 
     def device(self) -> pb.DeviceInfo:
         if self._device is None:
@@ -81,13 +83,24 @@ class AgentService(pb_grpc.AgentServicer):
         for event in run_in_worker(spec, model, eval_path, spec.timeout_seconds or DEFAULT_TIMEOUT_SECONDS):
             if event.WhichOneof("event") == "result":
                 event.result.device.CopyFrom(self.device())
+                self._count(event.result)
             yield event
 
+    def _count(self, result: pb.Result) -> None:
+        self.counters.jobs_run += 1
+        if result.engine_cache_hit:
+            self.counters.engine_cache_hits += 1
+        elif result.engine_build_ms > 0:
+            self.counters.engine_builds += 1
+
     def Health(self, request: pb.HealthRequest, context) -> pb.HealthStatus:
-        busy = self._one_job.locked()
-        return pb.HealthStatus(serving=True, busy=busy, disk_free_bytes=shutil.disk_usage(self.store.root).free,
-                               cache_bytes=self.store.total_bytes(), artifacts=self.store.count(),
-                               agent_version=__version__, uptime_seconds=time.monotonic() - self._started)
+        status = pb.HealthStatus(serving=True, busy=self._one_job.locked(),
+                                 disk_free_bytes=shutil.disk_usage(self.store.root).free,
+                                 cache_bytes=self.store.total_bytes(), artifacts=self.store.count(),
+                                 agent_version=__version__, uptime_seconds=time.monotonic() - self._started,
+                                 bytes_received=self.store.bytes_received)
+        status.MergeFrom(self.counters)
+        return status
 
 
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024

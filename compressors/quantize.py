@@ -8,7 +8,7 @@ owns; ORT's defaults would write the augmented model into the current directory.
 from __future__ import annotations
 
 import contextlib
-import io
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +35,7 @@ def calibrate(prepared: Path, reader: Any, method: str, work_dir: Path) -> Path:
         prepared, augmented_model_path=str(work_dir / "augmented.onnx"),
         calibrate_method=_calibration_method(method), providers=["CPUExecutionProvider"],
     )
-    # The histogram calibrators (entropy, percentile) print their settings; compressors never print.
-    with contextlib.redirect_stdout(io.StringIO()):
+    with _histogram_calibrators_silenced():
         calibrator.collect_data(reader)
         ranges_by_tensor = calibrator.compute_data()
     ranges = work_dir / "ranges.json"
@@ -59,9 +58,25 @@ def export_dynamic(prepared: Path, out: Path) -> None:
     """Int8 weights; activation ranges are computed at run time, so no calibration data is needed."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    # uint8 weights: ConvInteger has uint8 kernels in every ORT release the agents accept (>= 1.14);
-    # int8 ones are newer, and a board with an older runtime could not load the model.
+    # uint8 weights: for years ORT's CPU ConvInteger had only uint8 x uint8 kernels (onnxruntime#15888),
+    # so int8 weights make a CNN that boards with an older runtime (agents accept >= 1.14) cannot load.
     quantize_dynamic(str(prepared), str(out), weight_type=QuantType.QUInt8)
+
+
+@contextlib.contextmanager
+def _histogram_calibrators_silenced() -> Iterator[None]:
+    """ORT's entropy and percentile calibrators print their settings unconditionally; compressors never print.
+
+    Shadowing `print` inside that one ORT module, rather than swapping sys.stdout,
+    leaves alone what other threads write meanwhile, such as the controller's progress bars.
+    """
+    from onnxruntime.quantization import calibrate as ort_calibrate
+
+    ort_calibrate.print = lambda *args, **kwargs: None  # a module global wins over the builtin
+    try:
+        yield
+    finally:
+        del ort_calibrate.print
 
 
 def _calibration_method(method: str) -> Any:

@@ -46,11 +46,13 @@ class MeasureSettings:
 
 @dataclass(frozen=True)
 class RunPlan:
-    model: str                      # registry name or path to an .onnx file
+    model: str                      # registry name, or a path to an .onnx or .tflite file
     recipes: tuple[str, ...]
     target: Target
     cache_dir: Path
     measure: MeasureSettings = MeasureSettings()
+    calib_npz: Path | None = None   # for a user's model: int8-static calibration data
+    eval_npz: Path | None = None    # for a user's model: inputs `x` + labels `y` for accuracy
 
 
 @dataclass
@@ -82,11 +84,30 @@ class RunOutcome:
     bytes_uploaded: int
 
 
-def resolve_model(model: str, cache_dir: Path, ui: RunConsole) -> ModelBundle:
-    path = Path(model)
+AS_IS = "as-is"   # a prebuilt artifact (e.g. a .tflite) measured without a recipe
+
+
+class PlanError(ValueError):
+    """A run that cannot be planned as asked (e.g. recipes on a prebuilt .tflite)."""
+
+
+def resolve_model(plan: RunPlan, ui: RunConsole) -> ModelBundle:
+    path = Path(plan.model)
     if path.suffix or path.exists():
-        return bundle_from_file(path)
-    return get_model(model, cache_dir, progress=ui.phase_bar(f"model {model}"))
+        return bundle_from_file(path, plan.calib_npz, plan.eval_npz)
+    return get_model(plan.model, plan.cache_dir, progress=ui.phase_bar(f"model {plan.model}"))
+
+
+def prebuilt_variant(plan: RunPlan) -> Variant:
+    """A .tflite goes to the board as it is: LiteRT conversion happens outside the ONNX recipes."""
+    path = Path(plan.model)
+    if not path.is_file():
+        raise PlanError(f"model file {path} does not exist; check the path")
+    if set(plan.recipes) - {AS_IS, "fp32"}:
+        raise PlanError(f"{path.name} is a prebuilt .tflite: it runs as is, so recipes "
+                        f"{', '.join(sorted(set(plan.recipes) - {AS_IS, 'fp32'}))} do not apply; drop --recipe")
+    sha = sha256_file(path)
+    return Variant(path.stem, AS_IS, {}, path, path.stat().st_size, sha, None, 0.0)
 
 
 @contextmanager
@@ -112,30 +133,40 @@ class RunExecutor:
         self.times = times or PhaseTimes()
 
     def execute(self, plan: RunPlan, run_id: str) -> RunOutcome:
-        with self.times.phase("train"):
-            bundle = resolve_model(plan.model, plan.cache_dir, self.ui)
-        with self.times.phase("compress"):
-            variants = [self._compress(bundle, recipe, plan, run_id) for recipe in plan.recipes]
+        variants, eval_npz = self._variants(plan, run_id)
         with connected(plan.target, plan.cache_dir) as client:
             client.connect()
             with self.times.phase("upload"):
-                sent, eval_sha = self._upload(client, variants, bundle)
+                sent, eval_sha = self._upload(client, variants, eval_npz)
             with self.times.phase("measure"):
                 failures = [f for v in variants if (f := self._benchmark(client, plan, v, eval_sha, run_id))]
         return RunOutcome(run_id, len(variants) - len(failures), tuple(failures), sent)
 
+    def _variants(self, plan: RunPlan, run_id: str) -> tuple[list[Variant], Path | None]:
+        if Path(plan.model).suffix == ".tflite":
+            variant = prebuilt_variant(plan)
+            self._record(variant, run_id)
+            return [variant], plan.eval_npz
+        with self.times.phase("train"):
+            bundle = resolve_model(plan, self.ui)
+        with self.times.phase("compress"):
+            return [self._compress(bundle, recipe, plan, run_id) for recipe in plan.recipes], bundle.eval_npz
+
     def _compress(self, bundle: ModelBundle, recipe: str, plan: RunPlan, run_id: str) -> Variant:
         variant = compress(bundle, recipe, plan.cache_dir, progress=self.ui.phase_bar(f"compress {recipe}"))
+        self._record(variant, run_id)
+        return variant
+
+    def _record(self, variant: Variant, run_id: str) -> None:
         self.store.add_variant(run_id, VariantRecord(variant.model, variant.recipe, dict(variant.params),
                                                      variant.sha256, variant.size_bytes, variant.accuracy,
                                                      variant.duration_s))
-        return variant
 
-    def _upload(self, client: AgentClient, variants: list[Variant], bundle: ModelBundle) -> tuple[int, str]:
+    def _upload(self, client: AgentClient, variants: list[Variant], eval_npz: Path | None) -> tuple[int, str]:
         files = [(v.path, v.sha256) for v in variants]
-        eval_sha = sha256_file(bundle.eval_npz) if bundle.eval_npz else ""
+        eval_sha = sha256_file(eval_npz) if eval_npz else ""
         if eval_sha:
-            files.append((bundle.eval_npz, eval_sha))
+            files.append((eval_npz, eval_sha))
         total = sum(p.stat().st_size for p, _ in files)
         bar, sent = self.ui.bar(f"upload to {client.name}", total=total), 0
         for path, sha in files:

@@ -316,7 +316,7 @@ class HealthRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class HealthStatus(_message.Message):
-    __slots__ = ("serving", "busy", "disk_free_bytes", "cache_bytes", "artifacts", "agent_version", "uptime_seconds")
+    __slots__ = ("serving", "busy", "disk_free_bytes", "cache_bytes", "artifacts", "agent_version", "uptime_seconds", "bytes_received", "engine_builds", "engine_cache_hits", "jobs_run")
     SERVING_FIELD_NUMBER: _ClassVar[int]
     BUSY_FIELD_NUMBER: _ClassVar[int]
     DISK_FREE_BYTES_FIELD_NUMBER: _ClassVar[int]
@@ -324,6 +324,10 @@ class HealthStatus(_message.Message):
     ARTIFACTS_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     UPTIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    BYTES_RECEIVED_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_BUILDS_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_CACHE_HITS_FIELD_NUMBER: _ClassVar[int]
+    JOBS_RUN_FIELD_NUMBER: _ClassVar[int]
     serving: bool
     busy: bool
     disk_free_bytes: int
@@ -331,4 +335,8 @@ class HealthStatus(_message.Message):
     artifacts: int
     agent_version: str
     uptime_seconds: float
-    def __init__(self, serving: bool = ..., busy: bool = ..., disk_free_bytes: _Optional[int] = ..., cache_bytes: _Optional[int] = ..., artifacts: _Optional[int] = ..., agent_version: _Optional[str] = ..., uptime_seconds: _Optional[float] = ...) -> None: ...
+    bytes_received: int
+    engine_builds: int
+    engine_cache_hits: int
+    jobs_run: int
+    def __init__(self, serving: bool = ..., busy: bool = ..., disk_free_bytes: _Optional[int] = ..., cache_bytes: _Optional[int] = ..., artifacts: _Optional[int] = ..., agent_version: _Optional[str] = ..., uptime_seconds: _Optional[float] = ..., bytes_received: _Optional[int] = ..., engine_builds: _Optional[int] = ..., engine_cache_hits: _Optional[int] = ..., jobs_run: _Optional[int] = ...) -> None: ...

@@ -48,3 +48,11 @@ def chromium() -> str:
 def model_cache(tmp_path_factory) -> Path:
     """One models/variants cache per test session, so digits-cnn is trained once."""
     return tmp_path_factory.mktemp("edgefarm-cache")
+
+
+@pytest.fixture(scope="session")
+def tflite_models() -> Path:
+    """float32 / int8 / uint8 .tflite models made by TensorFlow's converter (see tests/tflite_models)."""
+    from tests.tflite_models import build_models
+
+    return build_models()

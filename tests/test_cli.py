@@ -121,3 +121,32 @@ def test_devices_check_accepts_the_shipped_file_and_rejects_a_bad_one(tmp_path):
 def test_every_subcommand_has_help_with_examples(sub):
     proc = edgefarm(sub, "--help")
     assert proc.returncode == 0 and "examples:" in proc.stdout
+
+
+def _stored_result(db: Path):
+    from protos import agent_pb2 as pb
+
+    with sqlite3.connect(db) as con:
+        (blob,) = con.execute("SELECT result FROM results").fetchone()
+    return pb.Result.FromString(blob)
+
+
+@pytest.mark.parametrize("kind", ["tflite", "onnx"])
+def test_run_local_stores_tiers_fingerprint_and_honest_power(kind, tmp_path, model_cache, tflite_models):
+    model = tflite_models / "int8.tflite" if kind == "tflite" else mlp_model(tmp_path / "m.onnx")
+    proc = edgefarm("run", str(model), "--local", "--db", str(tmp_path / "r.sqlite"),
+                    "--cache-dir", str(model_cache), *FAST)
+    assert proc.returncode == 0, proc.stderr
+    result = _stored_result(tmp_path / "r.sqlite")
+    assert result.backend == ("litert" if kind == "tflite" else "onnxruntime")
+    assert result.load_ms > 0 and result.first_inference_ms > 0            # cold tier
+    assert result.latency.count == len(result.samples_ns) > 0               # end-to-end host tier
+    assert not result.compute_separable and not result.compute_samples_ns  # said, not faked
+    assert result.environment.versions["agent"] and result.environment.temps_start_c is not None
+    assert not result.power.available and result.power.unavailable_reason
+
+
+def test_recipes_on_a_prebuilt_tflite_are_refused(tmp_path, model_cache, tflite_models):
+    proc = edgefarm("run", str(tflite_models / "int8.tflite"), "--local", "--recipe", "int8-static",
+                    "--db", str(tmp_path / "r.sqlite"), "--cache-dir", str(model_cache))
+    assert proc.returncode == 2 and "runs as is" in proc.stderr

@@ -46,5 +46,6 @@ def bundle_from_file(
     """Wrap a user's ONNX classifier; raises BadModelError unless it is a whole, valid model."""
     path = Path(path)
     check_onnx_file(path)
-    optional = lambda p: None if p is None else Path(p)
-    return ModelBundle(path.stem, path, optional(calib_npz), optional(eval_npz), "top1")
+    calib = None if calib_npz is None else Path(calib_npz)
+    evaluation = None if eval_npz is None else Path(eval_npz)
+    return ModelBundle(path.stem, path, calib, evaluation, metric="top1")

@@ -7,8 +7,11 @@ same weights on the same machine.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,31 +72,25 @@ def _train_and_export(out_dir: Path, progress: ProgressFn | None) -> None:
     report(progress, "export digits-cnn", 1.0)
 
 
-class _deterministic_torch:
+@contextlib.contextmanager
+def _deterministic_torch(torch: Any) -> Iterator[None]:
     """Seed torch and force deterministic kernels, restoring the caller's settings afterwards.
 
-    The controller is a long-lived process; training must not leave its global
-    RNG or determinism flag changed.
+    The controller is a long-lived process: training must not leave its global
+    RNG, determinism flag or thread count changed.
     """
-
-    def __init__(self, torch: Any) -> None:
-        self._torch = torch
-        self._rng = torch.random.fork_rng()
-
-    def __enter__(self) -> None:
-        self._was_deterministic = self._torch.are_deterministic_algorithms_enabled()
-        self._threads = self._torch.get_num_threads()
-        self._rng.__enter__()
-        self._torch.manual_seed(SEED)
-        self._torch.use_deterministic_algorithms(True)
+    was_deterministic, threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
+    with torch.random.fork_rng():
+        torch.manual_seed(SEED)
+        torch.use_deterministic_algorithms(True)
         # One thread: the model is too small to gain from more, the weights then do not depend on
         # the core count, and on a busy 2-core machine two threads made training several times slower.
-        self._torch.set_num_threads(1)
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._torch.set_num_threads(self._threads)
-        self._torch.use_deterministic_algorithms(self._was_deterministic)
-        self._rng.__exit__(*exc_info)
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
+            torch.use_deterministic_algorithms(was_deterministic)
 
 
 def _network(torch: Any) -> Any:
@@ -134,12 +131,16 @@ def _torch_accuracy(torch: Any, net: Any, x_eval: np.ndarray, y_eval: np.ndarray
 
 def _export_onnx(torch: Any, net: Any, path: Path) -> None:
     example = torch.zeros(1, 1, 8, 8)
-    # The legacy TorchScript exporter: the dynamo one needs onnxscript, which the controller does not ship.
-    torch.onnx.export(
-        net, (example,), str(path), input_names=["input"], output_names=["logits"],
-        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-        opset_version=OPSET, dynamo=False,
-    )
+    # The legacy TorchScript exporter, on purpose: the dynamo one needs onnxscript, which the
+    # controller does not ship. Its deprecation notice (torch >= 2.9) is not news to our users.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "You are using the legacy TorchScript-based ONNX export",
+                                DeprecationWarning)
+        torch.onnx.export(
+            net, (example,), str(path), input_names=["input"], output_names=["logits"],
+            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            opset_version=OPSET, dynamo=False,
+        )
 
 
 def _write_training_record(

@@ -34,10 +34,11 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from controller.client import AgentRejectedError, AgentUnreachableError
     from controller.inventory import InventoryError
     from controller.local_agent import LocalAgentError
+    from controller.pipeline import PlanError
     from controller.store import StoreError
 
     return (CliError, CompressorError, InventoryError, AgentUnreachableError, AgentRejectedError,
-            LocalAgentError, StoreError)
+            LocalAgentError, StoreError, PlanError)
 
 
 def main(argv: list[str] | None = None) -> int:

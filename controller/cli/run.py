@@ -8,7 +8,7 @@ from pathlib import Path
 
 from controller.cli.common import CliError, add_measure_flags, add_storage_flags, cache_dir, db_path, measure_settings
 from controller.console import RunConsole, summary_table
-from controller.pipeline import PhaseTimes, RunExecutor, RunOutcome, RunPlan, Target
+from controller.pipeline import AS_IS, PhaseTimes, RunExecutor, RunOutcome, RunPlan, Target
 from controller.results_frame import results_frame
 from controller.store import ResultStore
 from controller.targets import resolve_target
@@ -17,15 +17,20 @@ EXAMPLES = """examples:
   edgefarm run digits-cnn --local --recipe fp32 --recipe int8-static
   edgefarm run model.onnx --device jetson-orin-01 --devices devices.yaml --json
   edgefarm run digits-cnn --local --recipe int8-static --out ./edgefarm-out
+  edgefarm run mobilenet_int8.tflite --device rpi5-coral-01 --eval-data eval.npz
 """
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="benchmark a model's variants on one device", epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", help="a registry name (digits-cnn) or a path to an .onnx file")
+    p.add_argument("model", help="a registry name (digits-cnn), or a path to an .onnx or .tflite file")
     p.add_argument("--recipe", action="append", dest="recipes", metavar="R",
-                   help="compression recipe, repeatable (default: fp32); see 'edgefarm recipes'")
+                   help="compression recipe, repeatable (default: fp32; a .tflite runs as is)")
+    p.add_argument("--calib-data", type=Path, default=None,
+                   help="your model's calibration .npz (array x) for int8-static")
+    p.add_argument("--eval-data", type=Path, default=None,
+                   help="your model's evaluation .npz (arrays x, y): accuracy on the controller and the board")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--device", help="device name from the devices file")
     where.add_argument("--local", action="store_true", help="start an agent on 127.0.0.1 (the default)")
@@ -38,15 +43,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
-    recipes = tuple(args.recipes or ["fp32"])
+    default = AS_IS if args.model.endswith(".tflite") else "fp32"
+    recipes = tuple(args.recipes or [default])
     target = resolve_target(args.device, args.devices)
     return run_and_report(args.model, recipes, target, args, command=f"run {args.model}")
 
 
 def run_and_report(model: str, recipes: tuple[str, ...], target: Target, args: argparse.Namespace,
                    command: str, times: PhaseTimes | None = None) -> int:
-    check_recipes(recipes)
-    plan = RunPlan(model, recipes, target, cache_dir(args), measure_settings(args))
+    if not model.endswith(".tflite"):
+        check_recipes(recipes)
+    plan = RunPlan(model, recipes, target, cache_dir(args), measure_settings(args),
+                   getattr(args, "calib_data", None), getattr(args, "eval_data", None))
     ui = RunConsole(quiet=args.json)
     store = ResultStore(db_path(args))
     times = times or PhaseTimes()

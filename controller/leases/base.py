@@ -1,0 +1,169 @@
+"""Leases on boards: the records, the errors and the one interface both databases implement.
+
+A lease is a row per board holding who has it and until when. The holder's heartbeat pushes the
+deadline forward; a controller that dies stops pushing, and once the deadline passes the lease
+is simply not counted, so no cleanup daemon is needed. Deadlines are taken from the lease
+database's clock, so two controllers with skewed clocks still agree on who holds a board.
+"""
+from __future__ import annotations
+
+import getpass
+import socket
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Literal
+
+# The columns of one board's row, in this order, in both backends.
+ROW_COLUMNS = ("device", "token", "owner", "purpose", "acquired_at", "expires_at", "ttl_s",
+               "quarantined_since", "quarantine_reason")
+Status = Literal["idle", "leased", "quarantined"]
+
+
+class LeaseError(Exception):
+    """A lease cannot be had or kept; the message says what to do about it."""
+
+
+class DeviceQuarantinedError(LeaseError):
+    """Every board asked for is quarantined: a person must check it before it runs jobs again."""
+
+
+class LeaseLost(LeaseError):
+    """A lease expired (and may have been taken by another owner) before it was renewed."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    """One owner's hold on one board; `token` tells this hold apart from later ones."""
+
+    device: str
+    owner: str
+    purpose: str
+    token: str
+    acquired_at: datetime       # the lease database's clock, UTC
+    expires_at: datetime        # pushed forward by renew()
+    ttl_s: float
+
+
+@dataclass(frozen=True)
+class DeviceState:
+    """What the lease database says about one board; whether it answers on the network is the caller's."""
+
+    device: str
+    checked_at: datetime        # the lease database's clock when this was read
+    lease: Lease | None = None  # a live lease only: an expired one is not counted
+    quarantined_since: datetime | None = None
+    quarantine_reason: str = ""
+
+    @property
+    def status(self) -> Status:
+        if self.quarantined_since is not None:
+            return "quarantined"
+        return "leased" if self.lease is not None else "idle"
+
+    @property
+    def expires_in_s(self) -> float | None:
+        """Seconds the lease has left by the database's clock; None when not leased."""
+        return None if self.lease is None else (self.lease.expires_at - self.checked_at).total_seconds()
+
+
+class LeaseManager(ABC):
+    """Takes, renews and gives back leases on boards, and quarantines broken ones."""
+
+    def acquire(self, device: str, owner: str, purpose: str, ttl_s: float) -> Lease | None:
+        """A lease on `device`, or None while someone else holds it.
+
+        Raises DeviceQuarantinedError when the board is quarantined: waiting would not help.
+        """
+        return self.acquire_any([device], owner, purpose, ttl_s)
+
+    def acquire_any(self, devices: Sequence[str], owner: str, purpose: str, ttl_s: float) -> Lease | None:
+        """A lease on the first free board of `devices` (in that order), or None while all are held.
+
+        Quarantined boards are passed over; when every one of them is quarantined this raises
+        DeviceQuarantinedError.
+        """
+        check_request(devices, owner, ttl_s)
+        pool = list(dict.fromkeys(devices))
+        lease = self._take_first_free(pool, owner, purpose, float(ttl_s), uuid.uuid4().hex)
+        if lease is None:
+            states = self.states(pool)
+            if all(state.status == "quarantined" for state in states):
+                raise quarantined_error(states)
+        return lease
+
+    @abstractmethod
+    def _take_first_free(self, pool: list[str], owner: str, purpose: str, ttl_s: float,
+                         token: str) -> Lease | None:
+        """In one atomic step: the first board of `pool` neither leased nor quarantined, leased to `owner`."""
+
+    @abstractmethod
+    def renew(self, lease: Lease) -> Lease:
+        """The same lease with its deadline pushed ttl_s past now; LeaseLost if it expired or was taken."""
+
+    @abstractmethod
+    def release(self, lease: Lease) -> None:
+        """Give the board back; a lease already lost is left alone."""
+
+    @abstractmethod
+    def quarantine(self, device: str, reason: str) -> None:
+        """Refuse new leases on `device` until unquarantine(); a current lease runs on until released."""
+
+    @abstractmethod
+    def unquarantine(self, device: str) -> None:
+        """Let `device` be leased again."""
+
+    @abstractmethod
+    def states(self, devices: Sequence[str]) -> list[DeviceState]:
+        """Each board's state, in the order asked; boards never seen before are idle."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Close the database connection."""
+
+    def __enter__(self) -> LeaseManager:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def default_owner() -> str:
+    """user@host, e.g. alice@laptop: who a lease belongs to unless told otherwise."""
+    return f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+def check_request(devices: Sequence[str], owner: str, ttl_s: float) -> None:
+    if isinstance(devices, str) or not devices or not all(devices):
+        raise LeaseError(f"a lease needs one or more device names, got {devices!r}")
+    if not owner:
+        raise LeaseError("a lease needs an owner, e.g. 'nightly@ci-runner-3'")
+    if not ttl_s > 0:
+        raise LeaseError(f"a lease's ttl_s must be > 0 seconds, got {ttl_s}")
+
+
+def state_from_row(row: Sequence[object], checked_at: datetime) -> DeviceState:
+    """A DeviceState from one row in ROW_COLUMNS order (times already as UTC datetimes)."""
+    device, token, owner, purpose, acquired_at, expires_at, ttl_s, since, reason = row
+    lease = None
+    if token is not None and expires_at > checked_at:  # type: ignore[operator]
+        lease = Lease(device, owner, purpose, token, acquired_at, expires_at, ttl_s)  # type: ignore[arg-type]
+    return DeviceState(device, checked_at, lease, since, reason or "")  # type: ignore[arg-type]
+
+
+def quarantined_error(states: Sequence[DeviceState]) -> DeviceQuarantinedError:
+    """Why none of `states` (all quarantined) can be leased, and what to do about it."""
+    reasons = [f"device {state.device!r} is quarantined since {format_time(state.quarantined_since)}: "
+               f"{state.quarantine_reason}; run 'edgefarm devices unquarantine {state.device}' after checking it"
+               for state in states]
+    return DeviceQuarantinedError(" / ".join(reasons))
+
+
+def format_time(moment: datetime | None) -> str:
+    return "-" if moment is None else moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def utc_from_epoch(seconds: float | None) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, timezone.utc)
