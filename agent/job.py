@@ -25,11 +25,12 @@ IDLE_BASELINE_SECONDS = 0.5
 
 
 class Job:
-    def __init__(self, spec: pb.BenchmarkSpec, artifact_path: str, eval_path: str | None, emit: Emit) -> None:
+    def __init__(self, spec: pb.BenchmarkSpec, artifact_path: str, eval_path: str | None, emit: Emit,
+                 engine_cache_dir: str = "") -> None:
         self.spec, self.artifact_path, self.eval_path, self.emit = spec, artifact_path, eval_path, emit
         self.options = BackendOptions(threads=spec.threads, execution_provider=spec.execution_provider,
                                       delegate=spec.delegate, precision=spec.precision,
-                                      batch_size=max(spec.batch_size, 1))
+                                      batch_size=max(spec.batch_size, 1), engine_cache_dir=engine_cache_dir)
 
     def run(self) -> None:
         try:
@@ -94,7 +95,10 @@ class Job:
         r = pb.Result(job_id=self.spec.job_id, backend=self.spec.backend, provider=engine.provider,
                       samples_ns=m.samples_ns, latency=stats_to_pb(m.samples_ns),
                       compute_separable=engine.compute_separable, fps=batch * len(m.samples_ns) / m.wall_seconds,
-                      measure_seconds=m.wall_seconds, warmup_iterations=warmups, batch_size=batch, streams=1)
+                      measure_seconds=m.wall_seconds, warmup_iterations=warmups, batch_size=batch, streams=1,
+                      # LiteRT builds nothing and leaves these out (see Engine in backends/base.py)
+                      engine_build_ms=getattr(engine, "build_ms", 0.0),
+                      engine_cache_hit=getattr(engine, "cache_hit", False))
         if m.compute_samples_ns:
             r.compute_samples_ns.extend(m.compute_samples_ns)
             r.compute_latency.CopyFrom(stats_to_pb(m.compute_samples_ns))

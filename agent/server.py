@@ -24,6 +24,9 @@ DEFAULT_TIMEOUT_SECONDS = 600.0
 class AgentService(pb_grpc.AgentServicer):
     def __init__(self, store: ArtifactStore) -> None:
         self.store = store
+        # Built engines live inside the store's folder, beside its tmp/; the store counts and evicts
+        # only sha256-named files, so they are outside its size cap.
+        self.engine_cache_dir = store.root / "engines"
         self._device: pb.DeviceInfo | None = None
         self._one_job = threading.Lock()  # one job per board at a time: jobs queue here
         self._started = time.monotonic()
@@ -80,7 +83,8 @@ class AgentService(pb_grpc.AgentServicer):
         spec.job_id = spec.job_id or uuid.uuid4().hex
         model = str(self.store.touch(spec.artifact_sha256))
         eval_path = str(self.store.touch(spec.eval_artifact_sha256)) if spec.eval_artifact_sha256 else None
-        for event in run_in_worker(spec, model, eval_path, spec.timeout_seconds or DEFAULT_TIMEOUT_SECONDS):
+        for event in run_in_worker(spec, model, eval_path, spec.timeout_seconds or DEFAULT_TIMEOUT_SECONDS,
+                                   engine_cache_dir=str(self.engine_cache_dir)):
             if event.WhichOneof("event") == "result":
                 event.result.device.CopyFrom(self.device())
                 self._count(event.result)

@@ -28,10 +28,13 @@ WORKER_COMMAND = (sys.executable, "-m", "agent.worker")
 
 
 def run_in_worker(spec: pb.BenchmarkSpec, artifact_path: str, eval_path: str | None, timeout_s: float,
-                  command: Sequence[str] = WORKER_COMMAND) -> Iterator[pb.BenchmarkEvent]:
-    """Yield the child's events; always ends with exactly one Result or Failure."""
+                  command: Sequence[str] = WORKER_COMMAND, engine_cache_dir: str = "") -> Iterator[pb.BenchmarkEvent]:
+    """Yield the child's events; always ends with exactly one Result or Failure.
+
+    `engine_cache_dir` is where the child keeps built engines between jobs; "" builds every time.
+    """
     read_fd, write_fd = os.pipe()
-    cmd = list(command) + [str(write_fd), artifact_path, eval_path or ""]
+    cmd = list(command) + [str(write_fd), artifact_path, eval_path or "", engine_cache_dir]
     child = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                              pass_fds=(write_fd,), start_new_session=True)
     os.close(write_fd)
@@ -146,7 +149,7 @@ def _child_main(argv: list[str]) -> int:
         out.write(_LEN.pack(len(data)) + data)
 
     spec = pb.BenchmarkSpec.FromString(sys.stdin.buffer.read())
-    Job(spec, argv[1], argv[2] or None, emit).run()
+    Job(spec, argv[1], argv[2] or None, emit, engine_cache_dir=argv[3] if len(argv) > 3 else "").run()
     out.close()
     return 0
 

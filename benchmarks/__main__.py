@@ -1,33 +1,67 @@
-"""python -m benchmarks: run every benchmark, print one line per figure, write results.json."""
+"""python -m benchmarks [--only ID_PREFIX ...]: run the benchmarks, print one line per figure,
+merge them into benchmarks/out/results.json."""
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks.demo_walltime import demo_figures
 from benchmarks.figures import Figure, write_results
-from benchmarks.harness_overhead import overhead_figure
-from benchmarks.models import mlp_1ms
 
 RESULTS = Path(__file__).resolve().parent / "out" / "results.json"
 
 
-def p1_figures(cache_dir: Path) -> list[Figure]:
+def p1_onnxruntime(cache: Path) -> list[Figure]:
+    from benchmarks.harness_overhead import overhead_figure
+    from benchmarks.models import mlp_1ms
     from compressors.models import get_model
 
-    with tempfile.TemporaryDirectory() as tmp:
-        mlp = mlp_1ms(Path(tmp) / "mlp-1ms.onnx")
-        digits = get_model("digits-cnn", cache_dir).onnx_path
-        return [overhead_figure("mlp-1ms", mlp, "<= 1.02"), overhead_figure("digits-cnn", digits, "<= 1.05")]
+    mlp = mlp_1ms(cache / "mlp-1ms.onnx")
+    digits = get_model("digits-cnn", cache).onnx_path
+    return [overhead_figure("mlp-1ms", mlp, "<= 1.02"), overhead_figure("digits-cnn", digits, "<= 1.05")]
 
 
-def main() -> int:
+def p1_litert(cache: Path) -> list[Figure]:
+    from benchmarks.litert_overhead import litert_overhead_figure
+    from tests.tflite_models import build_models  # real .tflite files from TensorFlow's converter
+
+    return [litert_overhead_figure("conv96", build_models() / "conv96.tflite")]
+
+
+def repeatability(cache: Path) -> list[Figure]:
+    from benchmarks.agent_repeatability import repeatability_figure, rerun_figures
+    from benchmarks.models import mlp_1ms
+
+    mlp = mlp_1ms(cache / "mlp-1ms.onnx")
+    return [repeatability_figure("mlp-1ms", mlp), *rerun_figures(mlp)]
+
+
+def demo_wall_time(cache: Path) -> list[Figure]:
+    from benchmarks.demo_walltime import demo_figures
+
+    return demo_figures(cache / "demo-cache")
+
+
+BENCHMARKS: dict[str, Callable[[Path], list[Figure]]] = {
+    "P5": demo_wall_time,
+    "P1": p1_onnxruntime,
+    "P1-tflite": p1_litert,
+    "R-cv+P3": repeatability,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--only", nargs="*", default=None, help=f"run only these: {', '.join(BENCHMARKS)}")
+    args = parser.parse_args(argv)
     figures: list[Figure] = []
     with tempfile.TemporaryDirectory() as tmp:
-        cache = Path(tmp) / "cache"
-        for bench in (demo_figures, p1_figures):
-            for figure in bench(cache):
+        for name, bench in BENCHMARKS.items():
+            if args.only and name not in args.only:
+                continue
+            for figure in bench(Path(tmp)):
                 print(figure.line(), flush=True)
                 figures.append(figure)
     write_results(figures, RESULTS)

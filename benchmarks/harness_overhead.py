@@ -5,6 +5,8 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,7 @@ from controller.local_agent import LocalAgent
 from protos import agent_pb2 as pb
 
 THREADS = 1
-WARMUP_S, MEASURE_S, ROUNDS = 0.5, 3.0, 2
+WARMUP_S, MEASURE_S, ROUNDS = 0.5, 2.0, 4
 
 
 def bare_median_ms(path: Path) -> float:
@@ -38,8 +40,19 @@ def bare_median_ms(path: Path) -> float:
     return float(np.median(samples)) / 1e6
 
 
-def agent_median_ms(client: AgentClient, sha: str) -> float:
-    spec = pb.BenchmarkSpec(artifact_sha256=sha, backend="onnxruntime", threads=THREADS, batch_size=1,
+@contextmanager
+def local_client(cache_dir: Path) -> Iterator[AgentClient]:
+    with LocalAgent(cache_dir) as local:
+        client = AgentClient("local", local.address)
+        client.connect()
+        try:
+            yield client
+        finally:
+            client.close()
+
+
+def agent_median_ms(client: AgentClient, sha: str, backend: str = "onnxruntime") -> float:
+    spec = pb.BenchmarkSpec(artifact_sha256=sha, backend=backend, threads=THREADS, batch_size=1,
                             warmup=pb.WarmupPolicy(min_iterations=10, min_seconds=WARMUP_S),
                             measure=pb.MeasurePolicy(min_iterations=10, min_seconds=MEASURE_S))
     final = list(client.benchmark(spec))[-1]
@@ -48,17 +61,21 @@ def agent_median_ms(client: AgentClient, sha: str) -> float:
     return final.result.latency.p50_ms
 
 
+def interleaved(bare: Callable[[], float], agent: Callable[[], float]) -> tuple[list[float], list[float]]:
+    """ABBA order over the rounds, so drift on the machine and order effects hit both alike."""
+    bare_ms, agent_ms = [], []
+    for i in range(ROUNDS):
+        steps = [(bare, bare_ms), (agent, agent_ms)]
+        for measure, into in (steps if i % 2 == 0 else steps[::-1]):
+            into.append(measure())
+    return bare_ms, agent_ms
+
+
 def overhead_figure(model_id: str, path: Path, goal: str) -> Figure:
-    with tempfile.TemporaryDirectory() as cache, LocalAgent(Path(cache)) as local:
-        client = AgentClient("local", local.address)
-        client.connect()
+    with tempfile.TemporaryDirectory() as cache, local_client(Path(cache)) as client:
         sha = sha256_file(path)
         client.ensure_uploaded(path, sha)
-        bare, agent = [], []
-        for _ in range(ROUNDS):  # interleaved, so drift on the machine hits both alike
-            bare.append(bare_median_ms(path))
-            agent.append(agent_median_ms(client, sha))
-        client.close()
+        bare, agent = interleaved(lambda: bare_median_ms(path), lambda: agent_median_ms(client, sha))
     b, a = statistics.median(bare), statistics.median(agent)
     return Figure(f"P1-{model_id}", f"harness overhead, {model_id} (ONNX Runtime)", a / b, "x",
                   f"agent p50 {a:.4f} ms / bare run() p50 {b:.4f} ms, {THREADS} thread", goal)

@@ -29,6 +29,12 @@ class BackendOptions:
     delegate: str = ""
     precision: str = ""
     batch_size: int = 1
+    engine_cache_dir: str = ""  # where built engines are kept between jobs; "" = build every time
+    # TensorRT build settings (ONNX Runtime's TensorRT EP takes dla_core too).
+    dla_core: int = -1          # -1 = the GPU; 0/1 = that DLA core, with GPU fallback
+    sparsity: bool = False      # let TensorRT pick 2:4 structured-sparse kernels (SPARSE_WEIGHTS)
+    cuda_graph: bool = False    # capture the enqueue once as a CUDA graph and replay it
+    calibration_path: str = ""  # .npz with an `x` array: INT8 entropy calibration for a non-QDQ model
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,10 @@ class Engine(Protocol):
     inputs: list[TensorSpec]
     provider: str               # what really runs (e.g. the EP ONNX Runtime chose)
     compute_separable: bool     # True when run_timed() returns compute_ns
+    # What loading built. Backends that build nothing (LiteRT) may leave both out: the job then
+    # reports 0 and False.
+    build_ms: float             # engine build / graph optimization time; 0 when nothing was built
+    cache_hit: bool             # the engine came from the agent's engine cache
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]: ...
 

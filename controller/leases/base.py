@@ -13,7 +13,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal
 
 # The columns of one board's row, in this order, in both backends.
@@ -161,9 +161,18 @@ def quarantined_error(states: Sequence[DeviceState]) -> DeviceQuarantinedError:
     return DeviceQuarantinedError(" / ".join(reasons))
 
 
+def lost_error(lease: Lease, now: DeviceState) -> LeaseLost:
+    """`lease` could not be renewed; `now` says who, if anyone, holds the board instead."""
+    holder = (f"it is now held by {now.lease.owner} ({now.lease.purpose})" if now.lease is not None
+              else "it is free again")
+    return LeaseLost(f"lease on {lease.device!r} for {lease.owner} ({lease.purpose}) was lost: its deadline "
+                     f"{format_time(lease.expires_at)} passed or it was released before renewal, and {holder}; "
+                     f"stop using the board")
+
+
 def format_time(moment: datetime | None) -> str:
-    return "-" if moment is None else moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return "-" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def utc_from_epoch(seconds: float | None) -> datetime | None:
-    return None if seconds is None else datetime.fromtimestamp(seconds, timezone.utc)
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)

@@ -9,6 +9,7 @@ Writes into OUT_DIR:
   float32.tflite  float32 in, float32 out, dynamic batch ([-1, 8, 8, 3] -> [-1, 4])
   int8.tflite     the same weights, full-integer INT8: int8 in, int8 out
   uint8.tflite    the same weights, full-integer with uint8 in and out (the older Edge TPU style)
+  conv96.tflite   a ~1 ms float32 CNN on a 96x96 image, for the harness-overhead benchmark
   sample_input.npy, reference_output.npy  one batch and TensorFlow's own float output for it
 """
 from __future__ import annotations
@@ -45,13 +46,31 @@ class TinyConvNet(tf.Module):
         return tf.matmul(pooled, self.weights) + self.bias
 
 
+class BenchConvNet(tf.Module):
+    """A 96x96 three-stage strided CNN (MLPerf Tiny's visual-wake-words input size): about a
+    millisecond on one core, so harness overhead is measured on a realistic model (bench P1)."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        super().__init__()
+        widths = (3, 16, 32, 64)
+        self.kernels = [tf.constant(rng.normal(0, 0.2, (3, 3, a, b)), tf.float32) for a, b in zip(widths, widths[1:])]
+        self.weights = tf.constant(rng.normal(0, 0.2, (widths[-1], CLASSES)), tf.float32)
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 96, 96, 3], tf.float32, name="image")])
+    def __call__(self, image: tf.Tensor) -> tf.Tensor:
+        x = image
+        for kernel in self.kernels:
+            x = tf.nn.relu(tf.nn.conv2d(x, kernel, 2, "SAME"))
+        return tf.matmul(tf.reduce_mean(x, axis=[1, 2]), self.weights)
+
+
 def sample_batches(count: int, seed: int) -> list[np.ndarray]:
     """Inputs in [-1, 1): what the representative dataset and the tests both feed."""
     rng = np.random.default_rng(seed)
     return [rng.uniform(-1, 1, (1, *INPUT_SHAPE)).astype(np.float32) for _ in range(count)]
 
 
-def convert(model: TinyConvNet, io_type: tf.DType | None) -> bytes:
+def convert(model: tf.Module, io_type: tf.DType | None) -> bytes:
     """float32 when io_type is None, else full-integer with io_type inputs and outputs."""
     concrete = model.__call__.get_concrete_function()
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
@@ -69,6 +88,7 @@ def main(out_dir: Path) -> None:
     model = TinyConvNet(np.random.default_rng(SEED))
     for name, io_type in (("float32", None), ("int8", tf.int8), ("uint8", tf.uint8)):
         (out_dir / f"{name}.tflite").write_bytes(convert(model, io_type))
+    (out_dir / "conv96.tflite").write_bytes(convert(BenchConvNet(np.random.default_rng(SEED)), None))
     sample = np.concatenate(sample_batches(4, SEED + 2))
     np.save(out_dir / "sample_input.npy", sample)
     np.save(out_dir / "reference_output.npy", model(sample).numpy())

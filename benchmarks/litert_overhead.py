@@ -1,0 +1,49 @@
+"""P1 for LiteRT: the agent's reported median ÷ a bare set_tensor/invoke/get_tensor loop's
+median on the same real .tflite model and thread count, interleaved in the same run."""
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from agent.backends.litert import _require_runtime
+from benchmarks.figures import Figure
+from benchmarks.harness_overhead import MEASURE_S, THREADS, WARMUP_S, agent_median_ms, interleaved, local_client
+from controller.client import sha256_file
+
+
+def bare_invoke_median_ms(path: Path) -> float:
+    interpreter = _require_runtime().interpreter(model_path=str(path), num_threads=THREADS)
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    x = np.random.default_rng(0).random(inp["shape"], dtype=np.float32).astype(inp["dtype"])
+    clock = time.perf_counter_ns
+    end = clock() + int(WARMUP_S * 1e9)
+    while clock() < end:
+        _invoke(interpreter, inp, out, x)
+    samples, end = [], clock() + int(MEASURE_S * 1e9)
+    while clock() < end:
+        t0 = clock()
+        _invoke(interpreter, inp, out, x)
+        samples.append(clock() - t0)
+    return float(np.median(samples)) / 1e6
+
+
+def _invoke(interpreter, inp: dict, out: dict, x: np.ndarray) -> np.ndarray:
+    interpreter.set_tensor(inp["index"], x)
+    interpreter.invoke()
+    return interpreter.get_tensor(out["index"])
+
+
+def litert_overhead_figure(model_id: str, path: Path) -> Figure:
+    with tempfile.TemporaryDirectory() as cache, local_client(Path(cache)) as client:
+        sha = sha256_file(path)
+        client.ensure_uploaded(path, sha)
+        bare, agent = interleaved(lambda: bare_invoke_median_ms(path),
+                                  lambda: agent_median_ms(client, sha, backend="litert"))
+    b, a = statistics.median(bare), statistics.median(agent)
+    return Figure(f"P1-tflite-{model_id}", f"harness overhead, {model_id} (LiteRT)", a / b, "x",
+                  f"agent p50 {a:.4f} ms / bare invoke() p50 {b:.4f} ms, {THREADS} thread", "<= 1.05")

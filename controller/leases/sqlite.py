@@ -1,0 +1,139 @@
+"""Leases in a SQLite file: for one controller host (a laptop, a single CI runner).
+
+Every change runs under BEGIN IMMEDIATE, which takes the file's write lock before the first
+read, so two processes on the same file see each other's leases and never double-book a board.
+Deadlines use this host's clock (time.time()); every process sharing the file runs on this host.
+"""
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+from controller.leases.base import (
+    ROW_COLUMNS,
+    DeviceState,
+    Lease,
+    LeaseError,
+    LeaseManager,
+    lost_error,
+    state_from_row,
+    utc_from_epoch,
+)
+
+_SCHEMA = """CREATE TABLE IF NOT EXISTS device_leases (
+    device TEXT PRIMARY KEY, token TEXT, owner TEXT, purpose TEXT, acquired_at REAL, expires_at REAL,
+    ttl_s REAL, quarantined_since REAL, quarantine_reason TEXT)"""
+_TIME_COLUMNS = tuple(ROW_COLUMNS.index(name) for name in ("acquired_at", "expires_at", "quarantined_since"))
+_NO_LEASE = "token = NULL, owner = NULL, purpose = NULL, acquired_at = NULL, expires_at = NULL, ttl_s = NULL"
+
+
+class SqliteLeaseManager(LeaseManager):
+    def __init__(self, path: Path | str, busy_timeout_s: float = 10.0) -> None:
+        self.path = Path(path)
+        # A Heartbeat renews from its own thread over this same connection; the lock takes turns.
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None,
+                                       check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise LeaseError(f"lease database {self.path} cannot be opened: {exc}; "
+                             f"pass another with --leases or $EDGEFARM_LEASES") from exc
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _take_first_free(self, pool: list[str], owner: str, purpose: str, ttl_s: float,
+                         token: str) -> Lease | None:
+        with self._transaction() as db:
+            now = time.time()
+            db.executemany("INSERT OR IGNORE INTO device_leases (device) VALUES (?)", [(name,) for name in pool])
+            marks = ", ".join("?" * len(pool))
+            free = {row[0] for row in db.execute(
+                f"SELECT device FROM device_leases WHERE device IN ({marks}) AND quarantined_since IS NULL "
+                "AND (token IS NULL OR expires_at <= ?)", (*pool, now))}
+            chosen = next((name for name in pool if name in free), None)
+            if chosen is not None:
+                db.execute("UPDATE device_leases SET token = ?, owner = ?, purpose = ?, acquired_at = ?, "
+                           "expires_at = ?, ttl_s = ? WHERE device = ?",
+                           (token, owner, purpose, now, now + ttl_s, ttl_s, chosen))
+        if chosen is None:
+            return None
+        return Lease(chosen, owner, purpose, token, utc_from_epoch(now), utc_from_epoch(now + ttl_s), ttl_s)
+
+    def renew(self, lease: Lease) -> Lease:
+        with self._transaction() as db:
+            now = time.time()
+            renewed = db.execute("UPDATE device_leases SET expires_at = ? WHERE device = ? AND token = ? "
+                                 "AND expires_at > ?", (now + lease.ttl_s, lease.device, lease.token, now)).rowcount
+        if not renewed:
+            raise lost_error(lease, self.states([lease.device])[0])
+        return replace(lease, expires_at=utc_from_epoch(now + lease.ttl_s))
+
+    def release(self, lease: Lease) -> None:
+        with self._transaction() as db:
+            db.execute(f"UPDATE device_leases SET {_NO_LEASE} WHERE device = ? AND token = ?",
+                       (lease.device, lease.token))
+
+    def quarantine(self, device: str, reason: str) -> None:
+        if not reason:
+            raise LeaseError(f"quarantining {device!r} needs a reason, e.g. 'camera not detected'")
+        with self._transaction() as db:
+            # A second quarantine updates the reason but keeps the first "since".
+            db.execute("INSERT INTO device_leases (device, quarantined_since, quarantine_reason) VALUES (?, ?, ?) "
+                       "ON CONFLICT (device) DO UPDATE SET quarantine_reason = excluded.quarantine_reason, "
+                       "quarantined_since = COALESCE(quarantined_since, excluded.quarantined_since)",
+                       (device, time.time(), reason))
+
+    def unquarantine(self, device: str) -> None:
+        with self._transaction() as db:
+            db.execute("UPDATE device_leases SET quarantined_since = NULL, quarantine_reason = NULL "
+                       "WHERE device = ?", (device,))
+
+    def states(self, devices: Sequence[str]) -> list[DeviceState]:
+        marks = ", ".join("?" * len(devices))
+        with self._lock:
+            now = time.time()
+            rows = self._execute(f"SELECT {', '.join(ROW_COLUMNS)} FROM device_leases WHERE device IN ({marks})",
+                                 tuple(devices))
+        by_device = {row[0]: _with_datetimes(row) for row in rows}
+        checked_at = utc_from_epoch(now)
+        empty = (None,) * (len(ROW_COLUMNS) - 1)
+        return [state_from_row(by_device.get(name, (name, *empty)), checked_at) for name in devices]
+
+    def _execute(self, sql: str, params: tuple) -> list[tuple]:
+        try:
+            return self._db.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise LeaseError(f"lease database {self.path}: {exc}") from exc
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise LeaseError(f"lease database {self.path} stayed locked by another process: {exc}") from exc
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise LeaseError(f"lease database {self.path}: {exc}") from exc
+            except BaseException:
+                self._rollback()
+                raise
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+
+def _with_datetimes(row: tuple) -> tuple:
+    return tuple(utc_from_epoch(value) if index in _TIME_COLUMNS else value for index, value in enumerate(row))

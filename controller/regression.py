@@ -1,0 +1,192 @@
+"""Nightly regression verdicts: tonight's raw latency samples against the baseline's.
+
+METHOD_PLACEHOLDER
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+import numpy as np
+
+from protos import agent_pb2 as pb
+
+
+class Outcome(StrEnum):
+    IMPROVED = "improved"
+    UNCHANGED = "unchanged"
+    SUSPECT = "suspect"            # regressed on the first pass; re-run once on a fresh lease to confirm
+    REGRESSED = "regressed"        # confirmed by the re-run
+    INCOMPARABLE = "incomparable"  # the environment differed where it matters, or too few samples
+
+
+@dataclass(frozen=True)
+class BenchmarkKey:
+    model: str
+    recipe: str
+    device: str
+    backend: str
+
+    def label(self) -> str:
+        return f"{self.model}/{self.recipe} on {self.device} ({self.backend})"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One measured run: its per-iteration latencies in time order and the environment fields that matter."""
+
+    key: BenchmarkKey
+    samples_ns: Sequence[int]
+    fingerprint: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RegressionPolicy:
+    min_effect: float = 0.05          # practical threshold on the median, as a fraction
+    alpha: float = 0.01               # two-sided: the bootstrap interval covers 1 - alpha
+    per_device: Mapping[str, float] = field(default_factory=dict)  # device name → its own min_effect
+    blocks: int = 25                  # contiguous blocks per run; block medians are the bootstrap's units
+    resamples: int = 2000
+    seed: int = 0                     # fixed, so the same samples always give the same verdict
+
+    def min_effect_for(self, device: str) -> float:
+        return self.per_device.get(device, self.min_effect)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    key: BenchmarkKey
+    outcome: Outcome
+    reason: str
+    baseline_median_ns: float = float("nan")
+    candidate_median_ns: float = float("nan")
+    ratio: float = float("nan")       # candidate median / baseline median; > 1 is slower
+    ci_low: float = float("nan")
+    ci_high: float = float("nan")
+    differing_fields: tuple[str, ...] = ()
+
+    def numbers(self) -> str:
+        return (f"baseline median {self.baseline_median_ns / 1e6:.4f} ms, candidate median "
+                f"{self.candidate_median_ns / 1e6:.4f} ms, ratio {self.ratio:.4f}, "
+                f"CI [{self.ci_low:.4f}, {self.ci_high:.4f}]")
+
+
+def compare(baseline: Sample, candidate: Sample, policy: RegressionPolicy | None = None) -> Verdict:
+    """First-pass verdict; a regression comes back SUSPECT until `confirm` sees the re-run."""
+    policy = policy or RegressionPolicy()
+    differing = differing_fields(baseline.fingerprint, candidate.fingerprint)
+    if differing:
+        return Verdict(candidate.key, Outcome.INCOMPARABLE, _fingerprint_reason(differing, baseline, candidate),
+                       differing_fields=differing)
+    too_few = _too_few_samples(baseline, candidate, policy)
+    if too_few:
+        return Verdict(candidate.key, Outcome.INCOMPARABLE, too_few)
+    return _measured_verdict(baseline, candidate, policy)
+
+
+def confirm(first: Verdict, rerun: Verdict) -> Verdict:
+    """A suspect stands only if the re-run on a fresh lease regresses too; otherwise the re-run's verdict counts."""
+    if first.outcome is not Outcome.SUSPECT:
+        return first
+    if rerun.outcome in (Outcome.SUSPECT, Outcome.REGRESSED):
+        return replace(rerun, outcome=Outcome.REGRESSED,
+                       reason=f"confirmed by re-run: {rerun.reason}; first pass: ratio {first.ratio:.4f}")
+    return replace(rerun, reason=f"first pass was suspect (ratio {first.ratio:.4f}); re-run: {rerun.reason}")
+
+
+def exit_code(verdicts: Iterable[Verdict]) -> int:
+    """1 only when a regression is confirmed; suspects, incomparables and improvements pass."""
+    return int(any(v.outcome is Outcome.REGRESSED for v in verdicts))
+
+
+# --- the environment fields that must match -------------------------------------------------------
+
+# Clocks and power mode set the speed outright; runtime versions change kernels; batch size changes
+# the work. Temperatures and current frequency are effects of the run, not settings, so they stay out.
+_SETTING_FIELDS = ("cpu_governor", "nvpmodel_mode", "jetson_clocks")
+
+
+def fingerprint_of(result: pb.Result) -> dict[str, str]:
+    """The fields of a stored Result that decide whether two runs may be compared at all."""
+    env = result.environment
+    fields = {name: getattr(env, name) for name in _SETTING_FIELDS}
+    fields["batch_size"] = str(result.batch_size or 1)  # 0 on the wire means 1
+    fields.update({f"versions.{name}": version for name, version in env.versions.items()})
+    return fields
+
+
+def sample_of(key: BenchmarkKey, result: pb.Result) -> Sample:
+    return Sample(key, tuple(result.samples_ns), fingerprint_of(result))
+
+
+def differing_fields(baseline: Mapping[str, str], candidate: Mapping[str, str]) -> tuple[str, ...]:
+    """Fields present on either side whose values differ (absent counts as a value), sorted."""
+    names = sorted(set(baseline) | set(candidate))
+    return tuple(name for name in names if baseline.get(name) != candidate.get(name))
+
+
+def _fingerprint_reason(differing: tuple[str, ...], baseline: Sample, candidate: Sample) -> str:
+    changes = [f"{name} {baseline.fingerprint.get(name, '(absent)')!r} -> "
+               f"{candidate.fingerprint.get(name, '(absent)')!r}" for name in differing]
+    return "environment differs: " + "; ".join(changes)
+
+
+# --- the measurement --------------------------------------------------------------------------------
+
+# A block median needs a few iterations to mean anything, and a bootstrap over fewer than this
+# many blocks has too few distinct medians to give an interval.
+_MIN_BLOCK_ITERATIONS = 5
+_MIN_BLOCKS = 10
+# Latencies are whole nanoseconds, so a 5.00 % slowdown of an 11 µs median can read 4.996 %:
+# a ratio this close to the threshold counts as reaching it.
+_RATIO_RESOLUTION = 1e-4
+
+
+def _too_few_samples(baseline: Sample, candidate: Sample, policy: RegressionPolicy) -> str:
+    fewest = min(len(baseline.samples_ns), len(candidate.samples_ns))
+    needed = _MIN_BLOCKS * _MIN_BLOCK_ITERATIONS
+    return f"too few samples to compare: {fewest} < {needed}" if fewest < needed else ""
+
+
+def block_medians(samples_ns: Sequence[int], blocks: int) -> np.ndarray:
+    """Medians of contiguous blocks: neighbouring iterations are correlated, blocks far less so."""
+    samples = np.asarray(samples_ns, dtype=np.float64)
+    count = max(_MIN_BLOCKS, min(blocks, len(samples) // _MIN_BLOCK_ITERATIONS))
+    return np.array([np.median(block) for block in np.array_split(samples, count)])
+
+
+def median_ratio_interval(baseline_blocks: np.ndarray, candidate_blocks: np.ndarray,
+                          policy: RegressionPolicy) -> tuple[float, float]:
+    """Percentile bootstrap interval of median(candidate blocks) / median(baseline blocks)."""
+    rng = np.random.default_rng(policy.seed)
+    ratios = _resampled_medians(candidate_blocks, rng, policy.resamples) / _resampled_medians(
+        baseline_blocks, rng, policy.resamples)
+    low, high = np.quantile(ratios, [policy.alpha / 2, 1 - policy.alpha / 2])
+    return float(low), float(high)
+
+
+def _resampled_medians(blocks: np.ndarray, rng: np.random.Generator, resamples: int) -> np.ndarray:
+    picks = rng.integers(0, len(blocks), size=(resamples, len(blocks)))
+    return np.median(blocks[picks], axis=1)
+
+
+def _measured_verdict(baseline: Sample, candidate: Sample, policy: RegressionPolicy) -> Verdict:
+    base_median, cand_median = float(np.median(baseline.samples_ns)), float(np.median(candidate.samples_ns))
+    ratio = cand_median / base_median
+    low, high = median_ratio_interval(block_medians(baseline.samples_ns, policy.blocks),
+                                      block_medians(candidate.samples_ns, policy.blocks), policy)
+    min_effect = policy.min_effect_for(candidate.key.device)
+    outcome, reason = _classify(ratio, low, high, min_effect)
+    return Verdict(candidate.key, outcome, reason, base_median, cand_median, ratio, low, high)
+
+
+def _classify(ratio: float, low: float, high: float, min_effect: float) -> tuple[Outcome, str]:
+    slower, faster = 1 + min_effect - _RATIO_RESOLUTION, 1 - min_effect + _RATIO_RESOLUTION
+    if ratio >= slower and low > 1:
+        return Outcome.SUSPECT, f"median {ratio - 1:+.1%}, interval above 1; re-run to confirm"
+    if ratio <= faster and high < 1:
+        return Outcome.IMPROVED, f"median {ratio - 1:+.1%}, interval below 1"
+    if low > 1 or high < 1:
+        return Outcome.UNCHANGED, f"median {ratio - 1:+.1%}: significant but under the {min_effect:.0%} threshold"
+    return Outcome.UNCHANGED, f"median {ratio - 1:+.1%}: within noise (interval [{low:.4f}, {high:.4f}] holds 1)"

@@ -1,0 +1,320 @@
+"""controller/leases: the contract every lease database keeps, run here on a real SQLite file.
+
+LeaseContract holds the behaviour both backends must share; TestSqliteLeases runs it on SQLite
+and tests/test_leases_postgres.py runs it on a real PostgreSQL server. Races use separate
+processes, because the guarantee is about two controllers, not two threads.
+"""
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import re
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from controller.cli import main
+from controller.cli.devices import leases_url
+from controller.leases import (
+    DeviceQuarantinedError,
+    DeviceState,
+    Heartbeat,
+    Lease,
+    LeaseError,
+    LeaseLost,
+    LeaseManager,
+    open_lease_manager,
+    sqlite_url,
+)
+
+SHORT_TTL_S = 0.4
+PAST_SHORT_TTL_S = 0.7
+RACE_ATTEMPTS = 50
+RACE_HOLD_S = 0.004
+WAIT_LIMIT_S = 10.0   # every wait in these tests gives up after this
+
+
+class LeaseContract:
+    """What every LeaseManager must do; a subclass provides the `lease_url` fixture."""
+
+    @pytest.fixture
+    def leases(self, lease_url: str) -> Iterator[LeaseManager]:
+        with open_lease_manager(lease_url) as manager:
+            yield manager
+
+    @pytest.fixture
+    def other_controller(self, lease_url: str) -> Iterator[LeaseManager]:
+        """A second connection, as a second controller would have."""
+        with open_lease_manager(lease_url) as manager:
+            yield manager
+
+    def test_acquire_renew_release(self, leases: LeaseManager, other_controller: LeaseManager) -> None:
+        lease = leases.acquire("orin-01", "nightly@ci-runner-3", "nightly int8 sweep", ttl_s=30)
+        assert lease is not None
+        assert (lease.device, lease.owner, lease.purpose, lease.ttl_s) == (
+            "orin-01", "nightly@ci-runner-3", "nightly int8 sweep", 30)
+        assert timedelta(seconds=29) < lease.expires_at - lease.acquired_at <= timedelta(seconds=30)
+        assert other_controller.acquire("orin-01", "alice@laptop", "debugging", ttl_s=30) is None
+
+        time.sleep(0.05)
+        renewed = leases.renew(lease)
+        assert renewed.token == lease.token and renewed.expires_at > lease.expires_at
+        state = other_controller.states(["orin-01"])[0]
+        assert state.status == "leased" and state.lease == renewed
+        assert 29 < state.expires_in_s <= 30
+
+        leases.release(renewed)
+        assert other_controller.states(["orin-01"])[0].status == "idle"
+        assert other_controller.acquire("orin-01", "alice@laptop", "debugging", ttl_s=30) is not None
+
+    def test_expired_lease_is_not_counted_without_any_cleanup(self, leases: LeaseManager,
+                                                              other_controller: LeaseManager) -> None:
+        dead = leases.acquire("rpi5-01", "nightly@ci-runner-3", "controller crashes", ttl_s=SHORT_TTL_S)
+        assert dead is not None
+        leases.close()   # the controller dies: nobody renews, nobody cleans up
+        time.sleep(PAST_SHORT_TTL_S)
+        assert other_controller.states(["rpi5-01"])[0].status == "idle"
+        taken = other_controller.acquire("rpi5-01", "alice@laptop", "debugging", ttl_s=30)
+        assert taken is not None and taken.owner == "alice@laptop"
+
+    def test_renewing_a_lease_someone_else_took_raises_lease_lost(self, leases: LeaseManager,
+                                                                   other_controller: LeaseManager) -> None:
+        stale = leases.acquire("x86-01", "nightly@ci-runner-3", "stalled", ttl_s=SHORT_TTL_S)
+        assert stale is not None
+        time.sleep(PAST_SHORT_TTL_S)
+        taken = other_controller.acquire("x86-01", "alice@laptop", "debugging", ttl_s=30)
+        assert taken is not None
+        with pytest.raises(LeaseLost, match="now held by alice@laptop"):
+            leases.renew(stale)
+        leases.release(stale)   # releasing a lost lease must not free the new holder's
+        assert other_controller.states(["x86-01"])[0].lease == taken
+
+    def test_renewing_an_expired_lease_nobody_took_raises_lease_lost(self, leases: LeaseManager) -> None:
+        stale = leases.acquire("x86-01", "nightly@ci-runner-3", "stalled", ttl_s=SHORT_TTL_S)
+        assert stale is not None
+        time.sleep(PAST_SHORT_TTL_S)
+        with pytest.raises(LeaseLost, match="free again"):
+            leases.renew(stale)
+
+    def test_acquire_any_takes_the_first_free_board_of_the_pool(self, leases: LeaseManager) -> None:
+        pool = ["pi-a", "pi-b", "pi-c"]
+        leases.quarantine("pi-b", "SD card read-only")
+        first = leases.acquire_any(pool, "nightly@ci-runner-3", "job 1", ttl_s=30)
+        second = leases.acquire_any(pool, "nightly@ci-runner-4", "job 2", ttl_s=30)
+        assert (first.device, second.device) == ("pi-a", "pi-c")
+        assert leases.acquire_any(pool, "alice@laptop", "job 3", ttl_s=30) is None
+        leases.release(first)
+        assert leases.acquire_any(pool, "alice@laptop", "job 3", ttl_s=30).device == "pi-a"
+
+    def test_a_quarantined_board_is_refused_with_a_clear_error(self, leases: LeaseManager) -> None:
+        leases.quarantine("coral-01", "Edge TPU not detected on USB")
+        expected = (r"device 'coral-01' is quarantined since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC: "
+                    r"Edge TPU not detected on USB; run 'edgefarm devices unquarantine coral-01' after checking it")
+        with pytest.raises(DeviceQuarantinedError, match=f"^{expected}$"):
+            leases.acquire("coral-01", "alice@laptop", "debugging", ttl_s=30)
+        with pytest.raises(DeviceQuarantinedError, match="coral-01"):
+            leases.acquire_any(["coral-01"], "alice@laptop", "debugging", ttl_s=30)
+        state = leases.states(["coral-01"])[0]
+        assert (state.status, state.quarantine_reason) == ("quarantined", "Edge TPU not detected on USB")
+
+        leases.unquarantine("coral-01")
+        assert leases.acquire("coral-01", "alice@laptop", "debugging", ttl_s=30) is not None
+
+    def test_quarantining_again_updates_the_reason_and_keeps_since(self, leases: LeaseManager) -> None:
+        leases.quarantine("coral-01", "first")
+        since = leases.states(["coral-01"])[0].quarantined_since
+        time.sleep(0.05)
+        leases.quarantine("coral-01", "second")
+        state = leases.states(["coral-01"])[0]
+        assert (state.quarantined_since, state.quarantine_reason) == (since, "second")
+
+    def test_states_keep_the_order_asked_and_unknown_boards_are_idle(self, leases: LeaseManager) -> None:
+        leases.acquire("b", "alice@laptop", "debugging", ttl_s=30)
+        states = leases.states(["never-seen", "b", "a"])
+        assert [(s.device, s.status) for s in states] == [("never-seen", "idle"), ("b", "leased"), ("a", "idle")]
+        assert all(s.checked_at.tzinfo is not None for s in states)
+
+    def test_heartbeat_keeps_a_lease_past_its_ttl_and_stops_after_release(
+            self, leases: LeaseManager, other_controller: LeaseManager) -> None:
+        lease = leases.acquire("orin-01", "nightly@ci-runner-3", "long job", ttl_s=SHORT_TTL_S)
+        with Heartbeat(leases, lease) as heartbeat:
+            time.sleep(3 * SHORT_TTL_S)
+            assert other_controller.acquire("orin-01", "alice@laptop", "debugging", ttl_s=30) is None
+            assert heartbeat.lease.expires_at > lease.expires_at
+            heartbeat.check()
+        assert not heartbeat.is_alive()
+        assert other_controller.states(["orin-01"])[0].status == "idle"
+        taken = other_controller.acquire("orin-01", "alice@laptop", "debugging", ttl_s=SHORT_TTL_S)
+        time.sleep(PAST_SHORT_TTL_S)   # a heartbeat still beating would have renewed its own lease by now
+        assert taken is not None and other_controller.states(["orin-01"])[0].status == "idle"
+        assert heartbeat.lost is None
+
+    def test_heartbeat_flags_lease_lost_when_someone_else_took_the_board(
+            self, leases: LeaseManager, other_controller: LeaseManager) -> None:
+        lease = leases.acquire("orin-01", "nightly@ci-runner-3", "stalled job", ttl_s=SHORT_TTL_S)
+        lost = threading.Event()
+        # Beating slower than the ttl stands in for a controller that froze (GC pause, suspended VM).
+        heartbeat = Heartbeat(leases, lease, interval_s=PAST_SHORT_TTL_S + 0.2, on_lost=lambda _: lost.set())
+        heartbeat.start()
+        time.sleep(PAST_SHORT_TTL_S)
+        assert other_controller.acquire("orin-01", "alice@laptop", "debugging", ttl_s=30) is not None
+        assert lost.wait(WAIT_LIMIT_S)
+        with pytest.raises(LeaseLost, match="now held by alice@laptop"):
+            heartbeat.check()
+        heartbeat.release()
+        assert other_controller.states(["orin-01"])[0].lease.owner == "alice@laptop"
+
+    @pytest.mark.slow
+    def test_two_controller_processes_racing_never_hold_a_board_at_once(self, lease_url: str,
+                                                                         tmp_path: Path) -> None:
+        holdings = race_for_one_board(lease_url, tmp_path, workers=2)
+        assert all(holdings.values()), f"a worker never got the board: {holdings}"
+        assert find_overlaps([span for spans in holdings.values() for span in spans]) == []
+
+    def test_bad_requests_are_refused(self, leases: LeaseManager) -> None:
+        for devices, owner, ttl_s in ([[], "a", 1], [["x"], "", 1], [["x"], "a", 0], ["x", "a", 1]):
+            with pytest.raises(LeaseError):
+                leases.acquire_any(devices, owner, "p", ttl_s)
+
+
+class TestSqliteLeases(LeaseContract):
+    @pytest.fixture
+    def lease_url(self, tmp_path: Path) -> str:
+        return sqlite_url(tmp_path / "leases.sqlite")
+
+
+# --- racing from separate processes ------------------------------------------------------------
+
+def race_for_one_board(url: str, folder: Path, workers: int) -> dict[str, list[tuple[int, int]]]:
+    """Each worker process tries RACE_ATTEMPTS times to take, hold and release one board.
+
+    Returns each worker's holdings as (start, end) in monotonic ns (one clock for all processes
+    on Linux), measured inside the time the worker believed it held the lease.
+    """
+    context = multiprocessing.get_context("spawn")   # fork would copy pytest's threads and connections
+    start_together = context.Barrier(workers)
+    processes = {f"worker-{n}@race": context.Process(
+        target=race_worker, args=(url, f"worker-{n}@race", start_together, folder / f"worker-{n}.txt"))
+        for n in range(workers)}
+    for process in processes.values():
+        process.start()
+    for process in processes.values():
+        process.join(60)
+    assert all(process.exitcode == 0 for process in processes.values()), "a race worker failed"
+    return {owner: _read_spans(folder / f"{owner.split('@')[0]}.txt") for owner in processes}
+
+
+def race_worker(url: str, owner: str, start_together: threading.Barrier, out: Path) -> None:
+    with open_lease_manager(url) as leases:
+        start_together.wait(WAIT_LIMIT_S * 3)
+        spans = []
+        for _ in range(RACE_ATTEMPTS):
+            lease = leases.acquire("contested-board", owner, "race", ttl_s=30)
+            if lease is not None:
+                start = time.monotonic_ns()
+                time.sleep(RACE_HOLD_S)
+                spans.append((start, time.monotonic_ns()))
+                leases.release(lease)
+            time.sleep(RACE_HOLD_S)   # give the other worker its chance
+    out.write_text("".join(f"{start} {end}\n" for start, end in spans))
+
+
+def _read_spans(path: Path) -> list[tuple[int, int]]:
+    return [(int(start), int(end)) for start, end in (line.split() for line in path.read_text().splitlines())]
+
+
+def find_overlaps(spans: list[tuple[int, int]]) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """Pairs of holdings that shared an instant."""
+    ordered = sorted(spans)
+    return [(before, after) for before, after in zip(ordered, ordered[1:], strict=False) if after[0] <= before[1]]
+
+
+def test_find_overlaps_catches_a_shared_instant() -> None:
+    assert find_overlaps([(0, 10), (11, 20), (30, 40)]) == []
+    assert find_overlaps([(0, 10), (30, 40), (10, 20)]) == [((0, 10), (10, 20))]
+
+
+# --- plain data, URLs, the heartbeat's retry, the CLI ------------------------------------------
+
+NOON = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def test_device_state_status_and_expiry_come_from_the_database_clock() -> None:
+    lease = Lease("a", "alice@laptop", "debugging", "t", NOON, NOON + timedelta(seconds=90), 90)
+    assert DeviceState("a", NOON).status == "idle"
+    assert DeviceState("a", NOON + timedelta(seconds=30), lease).expires_in_s == 60
+    assert DeviceState("a", NOON, lease, NOON, "fan").status == "quarantined"
+
+
+def test_unknown_url_lists_the_valid_forms() -> None:
+    with pytest.raises(LeaseError, match=re.escape("valid forms: sqlite:///path/to/leases.sqlite, postgresql://")):
+        open_lease_manager("mysql://farm/leases")
+    with pytest.raises(LeaseError, match="names no file"):
+        open_lease_manager("sqlite://")
+
+
+def test_leases_url_default_sits_beside_the_results_db(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("EDGEFARM_LEASES", raising=False)
+    monkeypatch.setenv("EDGEFARM_DB", str(tmp_path / "results.sqlite"))
+    assert leases_url(argparse.Namespace(leases=None)) == f"sqlite://{tmp_path / 'leases.sqlite'}"
+    monkeypatch.setenv("EDGEFARM_LEASES", "postgresql://farm-db/edgefarm")
+    assert leases_url(argparse.Namespace(leases=None)) == "postgresql://farm-db/edgefarm"
+    assert leases_url(argparse.Namespace(leases="sqlite:///x")) == "sqlite:///x"
+
+
+class _DatabaseDown(LeaseManager):
+    """Every renewal fails as an unreachable database would."""
+
+    def _take_first_free(self, *args: object) -> Lease | None:
+        raise AssertionError("not used")
+
+    def renew(self, lease: Lease) -> Lease:
+        raise LeaseError("lease database postgresql://farm-db/edgefarm: connection refused")
+
+    release = quarantine = unquarantine = states = close = lambda self, *args: None
+
+
+def test_heartbeat_counts_a_lease_lost_once_the_database_stayed_down_for_its_ttl() -> None:
+    now = datetime.now(UTC)
+    lease = Lease("a", "nightly@ci-runner-3", "job", "t", now, now + timedelta(seconds=0.3), 0.3)
+    lost = threading.Event()
+    heartbeat = Heartbeat(_DatabaseDown(), lease, on_lost=lambda _: lost.set()).start()
+    assert lost.wait(WAIT_LIMIT_S)
+    with pytest.raises(LeaseLost, match="not renewed for 0.3 s.*connection refused"):
+        heartbeat.check()
+    heartbeat.stop()
+
+
+DEVICES_YAML = """devices:
+  - {name: orin-01, host: 192.0.2.10, port: 50051, backends: [tensorrt]}
+  - {name: coral-01, host: 192.0.2.20, port: 50051, backends: [litert]}
+  - {name: x86-01, host: 192.0.2.30, port: 50051, backends: [onnxruntime]}
+"""
+
+
+def test_cli_status_shows_idle_leased_and_quarantined_boards(tmp_path: Path, capsys) -> None:
+    devices, url = tmp_path / "devices.yaml", sqlite_url(tmp_path / "leases.sqlite")
+    devices.write_text(DEVICES_YAML)
+    flags = ["--devices", str(devices), "--leases", url]
+    with open_lease_manager(url) as leases:
+        leases.acquire("orin-01", "nightly@ci-runner-3", "nightly [int8]", ttl_s=120)
+    assert main(["devices", "quarantine", "coral-01", "--reason", "USB resets", *flags]) == 0
+    assert main(["devices", "status", *flags]) == 0
+    rows = {line.split()[1]: line for line in capsys.readouterr().out.splitlines() if line.startswith("│")}
+    assert re.search(r"leased\s+│ nightly@ci-runner-3 │ nightly \[int8\]\s+│\s+1(19|20) s", rows["orin-01"])
+    assert re.search(r"quarantined .*since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC: USB resets", rows["coral-01"])
+    assert "idle" in rows["x86-01"]
+    assert main(["devices", "unquarantine", "coral-01", *flags]) == 0
+    assert main(["devices", "status", *flags]) == 0
+    assert "quarantined" not in capsys.readouterr().out
+
+
+def test_cli_lease_errors_are_one_line_with_exit_code_2(tmp_path: Path, capsys) -> None:
+    (tmp_path / "devices.yaml").write_text(DEVICES_YAML)
+    code = main(["devices", "status", "--devices", str(tmp_path / "devices.yaml"), "--leases", "redis://x"])
+    assert code == 2
+    assert capsys.readouterr().err.startswith("edgefarm: error: unknown lease database URL 'redis://x'")

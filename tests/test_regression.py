@@ -1,0 +1,168 @@
+"""Regression verdicts and their JUnit XML, on plain synthetic runs (no agent, no board)."""
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from controller.junit import junit_xml, write_junit
+from controller.regression import (
+    BenchmarkKey,
+    Outcome,
+    RegressionPolicy,
+    Sample,
+    compare,
+    confirm,
+    differing_fields,
+    exit_code,
+    fingerprint_of,
+)
+from protos import agent_pb2 as pb
+
+KEY = BenchmarkKey("mlp", "int8", "pi5-01", "onnxruntime")
+FINGERPRINT = {"cpu_governor": "performance", "nvpmodel_mode": "", "jetson_clocks": "", "batch_size": "1",
+               "versions.onnxruntime": "1.17.1", "versions.agent": "0.1.0"}
+
+
+def run_ns(seed: int, scale: float = 1.0, n: int = 4000, median_ns: float = 10_000.0) -> tuple[int, ...]:
+    """A run as boards produce them: slow AR(1) drift (so neighbours are correlated) plus rare spikes."""
+    rng = np.random.default_rng(seed)
+    drift = np.zeros(n)
+    for i in range(1, n):
+        drift[i] = 0.95 * drift[i - 1] + rng.normal(0, 0.004)
+    spikes = np.where(rng.random(n) < 0.01, rng.exponential(0.5, n), 0.0)
+    return tuple(np.round(median_ns * scale * np.exp(drift + rng.normal(0, 0.01, n) + spikes)).astype(np.int64))
+
+
+def sample(seed: int, scale: float = 1.0, key: BenchmarkKey = KEY, **fingerprint: str) -> Sample:
+    return Sample(key, run_ns(seed, scale), {**FINGERPRINT, **fingerprint})
+
+
+def test_same_distribution_is_unchanged():
+    verdict = compare(sample(1), sample(2))
+    assert verdict.outcome is Outcome.UNCHANGED
+    assert verdict.ci_low <= 1 <= verdict.ci_high or abs(verdict.ratio - 1) < 0.05
+
+
+def test_autocorrelated_aa_runs_are_unchanged_where_per_iteration_tests_cry_wolf():
+    # A test on raw iterations would call most of these different; blocks absorb the drift.
+    outcomes = {compare(sample(seed), sample(seed + 100)).outcome for seed in range(8)}
+    assert outcomes == {Outcome.UNCHANGED}
+
+
+def test_twenty_percent_slowdown_is_suspect_then_regressed_when_the_rerun_agrees():
+    first = compare(sample(1), sample(2, scale=1.2))
+    assert first.outcome is Outcome.SUSPECT
+    assert first.ratio == pytest.approx(1.2, rel=0.02)
+    assert first.ci_low > 1
+    confirmed = confirm(first, compare(sample(1), sample(3, scale=1.2)))
+    assert confirmed.outcome is Outcome.REGRESSED
+
+
+def test_suspect_with_a_clean_rerun_is_unchanged():
+    first = compare(sample(1), sample(2, scale=1.2))
+    confirmed = confirm(first, compare(sample(1), sample(3)))
+    assert confirmed.outcome is Outcome.UNCHANGED
+    assert "first pass was suspect" in confirmed.reason
+
+
+def test_confirm_passes_other_first_verdicts_through():
+    first = compare(sample(1), sample(2))
+    assert confirm(first, compare(sample(1), sample(3, scale=1.2))) == first
+
+
+def test_three_percent_slowdown_is_significant_but_under_the_threshold():
+    verdict = compare(sample(1), sample(2, scale=1.03))
+    assert verdict.ci_low > 1  # the test sees it...
+    assert verdict.outcome is Outcome.UNCHANGED  # ...but 3 % is not worth an alarm by default
+    assert "under the 5% threshold" in verdict.reason
+
+
+def test_twenty_percent_speedup_is_improved():
+    verdict = compare(sample(1), sample(2, scale=0.8))
+    assert verdict.outcome is Outcome.IMPROVED
+    assert verdict.ci_high < 1
+
+
+def test_exact_five_percent_reaches_the_threshold_despite_nanosecond_rounding():
+    baseline = sample(1)
+    slower = replace(baseline, samples_ns=tuple(np.round(np.asarray(baseline.samples_ns) * 1.05).astype(int)))
+    assert compare(baseline, slower).outcome is Outcome.SUSPECT
+
+
+@pytest.mark.parametrize(("field", "value"), [("cpu_governor", "powersave"), ("nvpmodel_mode", "MAXN"),
+                                              ("jetson_clocks", "on"), ("batch_size", "8"),
+                                              ("versions.onnxruntime", "1.18.0")])
+def test_differing_fingerprint_is_incomparable_and_names_the_field(field, value):
+    verdict = compare(sample(1), sample(2, scale=1.5, **{field: value}))
+    assert verdict.outcome is Outcome.INCOMPARABLE
+    assert verdict.differing_fields == (field,)
+    assert field in verdict.reason and value in verdict.reason
+
+
+def test_a_field_missing_on_one_side_differs():
+    assert differing_fields({"versions.tensorrt": "8.6"}, {}) == ("versions.tensorrt",)
+
+
+def test_too_few_samples_is_incomparable():
+    short = Sample(KEY, run_ns(2)[:20], FINGERPRINT)
+    verdict = compare(sample(1), short)
+    assert verdict.outcome is Outcome.INCOMPARABLE
+    assert "too few samples" in verdict.reason
+
+
+def test_per_device_threshold_overrides_the_default():
+    policy = RegressionPolicy(per_device={"pi5-01": 0.25, "orin-01": 0.02})
+    assert compare(sample(1), sample(2, scale=1.2), policy).outcome is Outcome.UNCHANGED
+    orin = replace(KEY, device="orin-01")
+    verdict = compare(sample(1, key=orin), sample(2, scale=1.03, key=orin), policy)
+    assert verdict.outcome is Outcome.SUSPECT
+
+
+def test_same_input_gives_the_same_verdict():
+    assert compare(sample(1), sample(2, scale=1.04)) == compare(sample(1), sample(2, scale=1.04))
+
+
+def test_fingerprint_of_a_result_keeps_settings_and_versions_not_temperatures():
+    result = pb.Result(batch_size=0, environment=pb.EnvironmentFingerprint(
+        cpu_governor="schedutil", nvpmodel_mode="15W", jetson_clocks="off", temps_start_c={"cpu": 41.0},
+        versions={"onnxruntime": "1.17.1"}))
+    assert fingerprint_of(result) == {"cpu_governor": "schedutil", "nvpmodel_mode": "15W", "jetson_clocks": "off",
+                                      "batch_size": "1", "versions.onnxruntime": "1.17.1"}
+
+
+def test_exit_code_is_one_only_for_confirmed_regressions():
+    suspect = compare(sample(1), sample(2, scale=1.2))
+    assert exit_code([suspect, compare(sample(1), sample(2))]) == 0
+    assert exit_code([confirm(suspect, compare(sample(1), sample(3, scale=1.2)))]) == 1
+
+
+def _verdicts_for_junit() -> list:
+    keys = [replace(KEY, model=f"m{i}") for i in range(4)]
+    regressed = confirm(compare(sample(1, key=keys[0]), sample(2, 1.2, key=keys[0])),
+                        compare(sample(1, key=keys[0]), sample(3, 1.2, key=keys[0])))
+    incomparable = compare(sample(1, key=keys[1]), sample(2, key=keys[1], cpu_governor="powersave"))
+    return [regressed, incomparable, compare(sample(1, key=keys[2]), sample(2, key=keys[2])),
+            compare(sample(1, key=keys[3]), sample(2, 0.8, key=keys[3]))]
+
+
+def test_junit_xml_parses_with_the_right_counts_and_numbers(tmp_path):
+    path = tmp_path / "ci" / "regressions.xml"
+    write_junit(_verdicts_for_junit(), path)
+    suite = ET.parse(path).getroot().find("testsuite")
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped"), suite.get("errors")) == ("4", "1", "1", "0")
+    cases = suite.findall("testcase")
+    assert [c.get("classname") for c in cases] == ["m0.int8", "m1.int8", "m2.int8", "m3.int8"]
+    assert len(suite.findall("testcase/failure")) == 1 and len(suite.findall("testcase/skipped")) == 1
+    failure = cases[0].find("failure").text
+    assert "baseline median" in failure and "candidate median" in failure and "ratio 1.2" in failure
+    assert "CI [" in failure
+    assert "cpu_governor" in cases[1].find("skipped").get("message")
+
+
+def test_junit_rejects_two_verdicts_for_one_key():
+    verdict = compare(sample(1), sample(2))
+    with pytest.raises(ValueError, match="two verdicts"):
+        junit_xml([verdict, verdict])
