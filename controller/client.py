@@ -1,8 +1,9 @@
 """The controller's only gRPC caller: one AgentClient per board."""
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -82,10 +83,15 @@ class AgentClient:
             raise self._translate(exc) from None
 
     def _translate(self, exc: grpc.RpcError) -> Exception:
-        code, details = exc.code(), exc.details()
-        if code in _TRANSPORT_CODES:
-            return AgentUnreachableError(f"device {self.name!r} at {self.address}: {code.name.lower()}: {details}")
-        return AgentRejectedError(f"device {self.name!r} at {self.address} refused: {details}")
+        return translate_rpc_error(self.name, self.address, exc)
+
+
+def translate_rpc_error(name: str, address: str, exc: grpc.RpcError) -> Exception:
+    """Transport trouble (retry elsewhere) vs. a refusal (the request itself was wrong)."""
+    code, details = exc.code(), exc.details()
+    if code in _TRANSPORT_CODES:
+        return AgentUnreachableError(f"device {name!r} at {address}: {code.name.lower()}: {details}")
+    return AgentRejectedError(f"device {name!r} at {address} refused: {details}")
 
 
 def _chunks(path: Path, sha256: str, on_bytes: Callable[[int], None] | None) -> Iterator[pb.ArtifactChunk]:
@@ -99,3 +105,53 @@ def _chunks(path: Path, sha256: str, on_bytes: Callable[[int], None] | None) -> 
             data = f.read(CHUNK_BYTES)
             if data:
                 yield pb.ArtifactChunk(data=data)
+
+
+class AsyncAgentClient:
+    """The grpc.aio twin of AgentClient, for fanning jobs out to many boards at once."""
+
+    def __init__(self, name: str, address: str, connect_timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+        self.name, self.address = name, address
+        self._channel = grpc.aio.insecure_channel(address, options=[("grpc.max_receive_message_length", 64 << 20)])
+        self._stub = pb_grpc.AgentStub(self._channel)
+        self._connect_timeout_s = connect_timeout_s
+
+    async def connect(self) -> pb.DeviceInfo:
+        try:
+            await asyncio.wait_for(self._channel.channel_ready(), self._connect_timeout_s)
+        except TimeoutError:
+            raise AgentUnreachableError(
+                f"device {self.name!r}: no agent answered at {self.address} within {self._connect_timeout_s:g} s"
+            ) from None
+        return await self._call(self._stub.Describe(pb.DescribeRequest(), timeout=30))
+
+    async def health(self) -> pb.HealthStatus:
+        return await self._call(self._stub.Health(pb.HealthRequest(), timeout=10))
+
+    async def ensure_uploaded(self, path: Path, sha256: str) -> int:
+        reply = await self._call(self._stub.HasArtifacts(pb.HasArtifactsRequest(sha256=[sha256]), timeout=30))
+        if sha256 in reply.present:
+            return 0
+        ref = await self._call(self._stub.UploadArtifact(_async_chunks(path, sha256), timeout=600))
+        return ref.bytes_received
+
+    async def benchmark(self, spec: pb.BenchmarkSpec) -> AsyncIterator[pb.BenchmarkEvent]:
+        try:
+            async for event in self._stub.Benchmark(spec, timeout=(spec.timeout_seconds or 600) + 60):
+                yield event
+        except grpc.RpcError as exc:
+            raise translate_rpc_error(self.name, self.address, exc) from None
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def _call(self, call):
+        try:
+            return await call
+        except grpc.RpcError as exc:
+            raise translate_rpc_error(self.name, self.address, exc) from None
+
+
+async def _async_chunks(path: Path, sha256: str) -> AsyncIterator[pb.ArtifactChunk]:
+    for chunk in _chunks(path, sha256, None):
+        yield chunk

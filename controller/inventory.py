@@ -17,10 +17,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import NamedTuple
 
 import yaml
-from yaml.constructor import ConstructorError, SafeConstructor
+
+from controller import yaml_nodes as yn
 
 BACKENDS = ("onnxruntime", "litert", "tensorrt")
 EXECUTION_PROVIDERS = ("CPUExecutionProvider", "CUDAExecutionProvider",
@@ -43,12 +43,9 @@ OPTION_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType({
 NAME_PATTERN = "[a-z0-9][a-z0-9._-]*"
 _NAME = re.compile(NAME_PATTERN)
 _HOSTNAME_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
-_YAML_TAG_PREFIX = "tag:yaml.org,2002:"
-_MERGE_TAG = _YAML_TAG_PREFIX + "merge"
-_SAFE = SafeConstructor()           # only used for YAML's int syntax and merge keys (<<)
 
 
-class InventoryError(ValueError):
+class InventoryError(yn.ConfigError):
     """devices.yaml is missing or wrong; the message is one line: file:line: what; how to fix."""
 
 
@@ -115,6 +112,7 @@ def select_devices(devices: Iterable[Device], tags: Mapping[str, str]) -> list[D
 class Inventory:
     devices: tuple[Device, ...]
     source: str = "<inventory>"       # where it was loaded from, for messages
+    pools: Mapping[str, Mapping[str, str]] = field(default_factory=dict)   # name → required tags
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "devices", tuple(self.devices))
@@ -142,199 +140,67 @@ class Inventory:
     def select(self, tags: Mapping[str, str]) -> list[Device]:
         return select_devices(self.devices, tags)
 
+    def pool(self, name: str) -> list[Device]:
+        if name not in self.pools:
+            raise UnknownDeviceError(f"{self.source}: unknown pool {name!r}; "
+                                     f"valid pools: {', '.join(sorted(self.pools)) or '(none defined)'}")
+        return self.select(self.pools[name])
+
 
 def load_inventory(path: Path | str) -> Inventory:
     """Read and validate devices.yaml; any problem raises InventoryError naming file and line."""
     source = str(path)
-    root = _compose(_read_text(Path(path), source), source)
-    return Inventory(_read_devices(root, _Context(source)), source)
-
-
-# --- reading the file --------------------------------------------------------------------------
-
-def _read_text(path: Path, source: str) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InventoryError(f"{source}: no such file; create it (the devices.yaml at the "
-                             f"repository root shows the format)") from None
-    except UnicodeDecodeError as error:
-        raise InventoryError(f"{source}: not UTF-8 text ({error.reason} at byte {error.start})") from None
-    except OSError as error:
-        raise InventoryError(f"{source}: cannot read it: {error.strerror}") from None
-
-
-def _compose(text: str, source: str) -> yaml.Node | None:
-    try:
-        return yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as error:
-        raise _yaml_error(error, source) from None
-
-
-def _yaml_error(error: yaml.YAMLError, source: str) -> InventoryError:
-    """PyYAML's multi-line report as one line, at the line of the problem."""
-    if not isinstance(error, yaml.MarkedYAMLError):
-        return InventoryError(f"{source}: YAML error: {' '.join(str(error).split())}")
-    kind = "YAML error" if isinstance(error, ConstructorError) else "YAML syntax error"
-    problem_line = error.problem_mark.line + 1 if error.problem_mark else None
-    context_line = error.context_mark.line + 1 if error.context_mark else None
-    where = f"{source}:{problem_line or context_line}" if problem_line or context_line else source
-    context = f" ({error.context} at line {context_line})" if context_line not in (None, problem_line) else ""
-    return InventoryError(f"{where}: {kind}: {error.problem}{context}")
-
-
-# --- walking the node tree ---------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class _Context:
-    """Which file, and which part of it (e.g. "device 'local'"), an error is about."""
-
-    source: str
-    subject: str = ""
-
-    def about(self, subject: str) -> _Context:
-        return _Context(self.source, f"{self.subject}: {subject}" if self.subject else subject)
-
-    def error(self, node: yaml.Node, message: str) -> InventoryError:
-        prefix = f"{self.subject}: " if self.subject else ""
-        return InventoryError(f"{self.source}:{_line(node)}: {prefix}{message}")
-
-
-class _Entry(NamedTuple):
-    key: yaml.Node
-    value: yaml.Node
-
-
-def _line(node: yaml.Node) -> int:
-    return node.start_mark.line + 1
-
-
-def _kind(node: yaml.Node) -> str:
-    """The YAML type a node resolved to: str, int, float, bool, null, map, seq, ... or its own tag."""
-    return node.tag[len(_YAML_TAG_PREFIX):] if node.tag.startswith(_YAML_TAG_PREFIX) else node.tag
-
-
-_PLAIN_WORDS = {"map": "a mapping", "seq": "a list", "null": "no value"}
-_SCALAR_NOUNS = {"int": "the integer", "float": "the number", "bool": "the boolean", "timestamp": "the date"}
-
-
-def _describe(node: yaml.Node) -> str:
-    """What a node holds, for "got ..." in messages."""
-    kind = _kind(node)
-    if kind in _PLAIN_WORDS:
-        return _PLAIN_WORDS[kind]
-    if kind == "str":
-        return f"the string {node.value!r}"
-    if kind in _SCALAR_NOUNS:
-        return f"{_SCALAR_NOUNS[kind]} {node.value}"
-    return f"a value tagged {kind}"
-
-
-def _entries(node: yaml.Node, ctx: _Context, what: str) -> dict[str, _Entry]:
-    """A mapping node's entries by key; non-string and duplicate keys are errors."""
-    if _kind(node) != "map":
-        raise ctx.error(node, f"{what} must be a mapping (key: value), got {_describe(node)}")
-    _check_duplicate_keys(node, ctx)
-    try:
-        _SAFE.flatten_mapping(node)   # merge keys (<<: *anchor); the mapping's own keys win
-    except yaml.YAMLError as error:
-        raise _yaml_error(error, ctx.source) from None
-    return {_key(key, ctx): _Entry(key, value) for key, value in node.value}
-
-
-def _check_duplicate_keys(node: yaml.MappingNode, ctx: _Context) -> None:
-    # PyYAML itself keeps the last of two equal keys without a word.
-    first_lines: dict[str, int] = {}
-    for key_node, _ in node.value:
-        if key_node.tag == _MERGE_TAG:
-            continue
-        key = _key(key_node, ctx)
-        if key in first_lines:
-            raise ctx.error(key_node, f"duplicate key {key!r} (first at line {first_lines[key]}); keep one")
-        first_lines[key] = _line(key_node)
-
-
-def _key(node: yaml.Node, ctx: _Context) -> str:
-    if _kind(node) != "str":
-        raise ctx.error(node, f"keys must be strings, got {_describe(node)}{_quote_hint(node)}")
-    return node.value
-
-
-def _check_keys(entries: Mapping[str, _Entry], node: yaml.Node, ctx: _Context,
-                valid: tuple[str, ...], required: tuple[str, ...] = ()) -> None:
-    for key, entry in entries.items():
-        if key not in valid:
-            raise ctx.error(entry.key, f"unknown key {key!r}; valid keys: {', '.join(valid)}")
-    missing = [key for key in required if key not in entries]
-    if missing:
-        plural = "s" if len(missing) > 1 else ""
-        raise ctx.error(node, f"missing required key{plural} {', '.join(map(repr, missing))}; "
-                              f"required keys: {', '.join(required)}")
-
-
-def _sequence(node: yaml.Node, ctx: _Context, what: str, example: str) -> list[yaml.Node]:
-    if _kind(node) != "seq":
-        raise ctx.error(node, f"{what} must be a list, e.g. {example}, got {_describe(node)}")
-    return node.value
-
-
-def _quote_hint(node: yaml.Node) -> str:
-    if _kind(node) in ("int", "float", "bool", "timestamp"):
-        return f"; quote it to keep it as written: '{node.value}'"
-    return ""
-
-
-def _string(node: yaml.Node, ctx: _Context, what: str) -> str:
-    if _kind(node) != "str":
-        raise ctx.error(node, f"{what} must be a string, got {_describe(node)}{_quote_hint(node)}")
-    return node.value
-
-
-def _integer(node: yaml.Node, ctx: _Context, what: str, low: int, high: int | None = None) -> int:
-    wanted = f"an integer from {low} to {high}" if high is not None else f"an integer >= {low}"
-    if _kind(node) != "int":
-        quoted = _kind(node) == "str" and node.value.strip().lstrip("+-").isdigit()
-        hint = "; write it without quotes" if quoted else ""
-        raise ctx.error(node, f"{what} must be {wanted}, got {_describe(node)}{hint}")
-    value = _SAFE.construct_yaml_int(node)
-    if value < low or (high is not None and value > high):
-        raise ctx.error(node, f"{what} must be {wanted}, got {value}")
-    return value
-
-
-def _choice(node: yaml.Node, ctx: _Context, what: str, choices: tuple[str, ...], note: str = "") -> str:
-    value = _string(node, ctx, what)
-    if value not in choices:
-        raise ctx.error(node, f"unknown {what} {value!r}; valid {what}s: {', '.join(choices)}{note}")
-    return value
+    text = yn.read_text(Path(path), source, "the devices.yaml at the repository root shows the format",
+                        InventoryError)
+    ctx = yn.NodeContext(source, error_type=InventoryError)
+    top = _top_level(yn.compose(text, source, InventoryError), ctx)
+    devices = _read_devices(top, ctx)
+    pools = _read_pools(top["pools"].value, ctx, devices) if "pools" in top else {}
+    return Inventory(devices, source, pools)
 
 
 # --- the inventory's own structure -------------------------------------------------------------
 
-def _read_devices(root: yaml.Node | None, ctx: _Context) -> tuple[Device, ...]:
+def _read_devices(top: Mapping[str, yn.Entry], ctx: yn.NodeContext) -> tuple[Device, ...]:
     devices: list[Device] = []
     first_lines: dict[str, int] = {}
-    for index, node in enumerate(_device_nodes(root, ctx), start=1):
+    for index, node in enumerate(_device_nodes(top, ctx), start=1):
         device = _read_device(node, ctx, index)
         if device.name in first_lines:
             raise ctx.error(_name_node(node), f"duplicate device name {device.name!r}; first used at line "
                                               f"{first_lines[device.name]}; names must be unique")
-        first_lines[device.name] = _line(_name_node(node))
+        first_lines[device.name] = yn.line_of(_name_node(node))
         devices.append(device)
     return tuple(devices)
 
 
-def _device_nodes(root: yaml.Node | None, ctx: _Context) -> list[yaml.Node]:
+def _top_level(root: yaml.Node | None, ctx: yn.NodeContext) -> dict[str, yn.Entry]:
     if root is None:
         raise InventoryError(f"{ctx.source}:1: the file is empty; it needs a top-level 'devices:' list")
-    if _kind(root) != "map":
+    if yn.kind_of(root) != "map":
         raise ctx.error(root, f"the top level must be a mapping holding a 'devices:' list, "
-                              f"got {_describe(root)}")
-    top = _entries(root, ctx, "the top level")
-    _check_keys(top, root, ctx, ("devices",))
+                              f"got {yn.describe(root)}")
+    top = yn.entries(root, ctx, "the top level")
+    yn.check_keys(top, root, ctx, ("devices", "pools"))
     if "devices" not in top:
         raise ctx.error(root, "missing the top-level 'devices:' list")
-    nodes = _sequence(top["devices"].value, ctx, "'devices'", "'- name: ...' entries")
+    return top
+
+
+def _read_pools(node: yaml.Node, ctx: yn.NodeContext, devices: tuple[Device, ...]) -> dict[str, Mapping[str, str]]:
+    """pools: {name: {tag: value, ...}}: a pool is every device carrying all its tags."""
+    pools: dict[str, Mapping[str, str]] = {}
+    for name, entry in yn.entries(node, ctx, "'pools'").items():
+        tags = _read_tags(entry.value, ctx.about(f"pool {name!r}"))
+        if not select_devices(devices, tags):
+            raise ctx.error(entry.key, f"pool {name!r} ({', '.join(f'{k}={v}' for k, v in tags.items())}) "
+                                       "matches no device; fix its tags or the devices' tags")
+        pools[name] = MappingProxyType(dict(tags))
+    return pools
+
+
+def _device_nodes(top: Mapping[str, yn.Entry], ctx: yn.NodeContext) -> list[yaml.Node]:
+    nodes = yn.sequence(top["devices"].value, ctx, "'devices'", "'- name: ...' entries")
     if not nodes:
         raise ctx.error(top["devices"].value, "'devices' is empty; list at least one device")
     return nodes
@@ -345,13 +211,13 @@ def _name_node(device_node: yaml.MappingNode) -> yaml.Node:
     return [value for key, value in device_node.value if key.value == "name"][-1]
 
 
-def _read_device(node: yaml.Node, ctx: _Context, index: int) -> Device:
+def _read_device(node: yaml.Node, ctx: yn.NodeContext, index: int) -> Device:
     ctx = ctx.about(_device_subject(node, index))
-    entries = _entries(node, ctx, "a device")
-    _check_keys(entries, node, ctx, DEVICE_KEYS, REQUIRED_DEVICE_KEYS)
+    entries = yn.entries(node, ctx, "a device")
+    yn.check_keys(entries, node, ctx, DEVICE_KEYS, REQUIRED_DEVICE_KEYS)
     name = _read_name(entries["name"].value, ctx)
     host = _read_host(entries["host"].value, ctx)
-    port = _integer(entries["port"].value, ctx, "port", 1, 65535)
+    port = yn.integer(entries["port"].value, ctx, "port", 1, 65535)
     tags = _read_tags(entries["tags"].value, ctx) if "tags" in entries else {}
     backends = _read_backends(entries["backends"].value, ctx)
     options = entries.get("backend_options")
@@ -361,15 +227,15 @@ def _read_device(node: yaml.Node, ctx: _Context, index: int) -> Device:
 
 def _device_subject(node: yaml.Node, index: int) -> str:
     """How messages call a device: by its name where that is a string, else by its place in the list."""
-    if _kind(node) == "map":
+    if yn.kind_of(node) == "map":
         for key, value in node.value:
-            if key.value == "name" and _kind(value) == "str":
+            if key.value == "name" and yn.kind_of(value) == "str":
                 return f"device {value.value!r}"
     return f"device #{index}"
 
 
-def _read_name(node: yaml.Node, ctx: _Context) -> str:
-    name = _string(node, ctx, "name")
+def _read_name(node: yaml.Node, ctx: yn.NodeContext) -> str:
+    name = yn.string(node, ctx, "name")
     if not _NAME.fullmatch(name):
         suggestion = re.sub(r"[^a-z0-9._-]+", "-", name.lower()).lstrip("._-") or "board-01"
         raise ctx.error(node, f"name {name!r} must match {NAME_PATTERN} (lower-case letters, digits, "
@@ -377,8 +243,8 @@ def _read_name(node: yaml.Node, ctx: _Context) -> str:
     return name
 
 
-def _read_host(node: yaml.Node, ctx: _Context) -> str:
-    host = _string(node, ctx, "host")
+def _read_host(node: yaml.Node, ctx: yn.NodeContext) -> str:
+    host = yn.string(node, ctx, "host")
     if not (_is_ip_address(host) or _is_hostname(host)):
         raise ctx.error(node, f"host {host!r} is not a hostname or IP address; give the bare host "
                               f"(no scheme, no brackets) and the port under 'port'")
@@ -400,28 +266,28 @@ def _is_hostname(host: str) -> bool:
             and all(_HOSTNAME_LABEL.fullmatch(label) for label in labels))
 
 
-def _read_tags(node: yaml.Node, ctx: _Context) -> dict[str, str]:
-    entries = _entries(node, ctx, "tags")
-    return {key: _string(entry.value, ctx, f"tag {key!r}") for key, entry in entries.items()}
+def _read_tags(node: yaml.Node, ctx: yn.NodeContext) -> dict[str, str]:
+    entries = yn.entries(node, ctx, "tags")
+    return {key: yn.string(entry.value, ctx, f"tag {key!r}") for key, entry in entries.items()}
 
 
-def _read_backends(node: yaml.Node, ctx: _Context) -> tuple[str, ...]:
-    items = _sequence(node, ctx, "backends", f"[{BACKENDS[0]}]")
+def _read_backends(node: yaml.Node, ctx: yn.NodeContext) -> tuple[str, ...]:
+    items = yn.sequence(node, ctx, "backends", f"[{BACKENDS[0]}]")
     if not items:
         raise ctx.error(node, f"backends is empty; list one or more of: {', '.join(BACKENDS)}")
     backends: list[str] = []
     for item in items:
-        backend = _choice(item, ctx, "backend", BACKENDS)
+        backend = yn.choice(item, ctx, "backend", BACKENDS)
         if backend in backends:
             raise ctx.error(item, f"backend {backend!r} is listed twice in backends")
         backends.append(backend)
     return tuple(backends)
 
 
-def _read_backend_options(node: yaml.Node, ctx: _Context, backends: tuple[str, ...],
+def _read_backend_options(node: yaml.Node, ctx: yn.NodeContext, backends: tuple[str, ...],
                           tags: Mapping[str, str]) -> dict[str, BackendSettings]:
     options: dict[str, BackendSettings] = {}
-    for backend, entry in _entries(node, ctx, "backend_options").items():
+    for backend, entry in yn.entries(node, ctx, "backend_options").items():
         if backend not in BACKENDS:
             raise ctx.error(entry.key, f"backend_options: unknown backend {backend!r}; "
                                        f"valid backends: {', '.join(BACKENDS)}")
@@ -433,18 +299,18 @@ def _read_backend_options(node: yaml.Node, ctx: _Context, backends: tuple[str, .
     return options
 
 
-_OPTION_READERS: Mapping[str, Callable[[yaml.Node, _Context], object]] = MappingProxyType({
-    "threads": lambda node, ctx: _integer(node, ctx, "threads", 0),
-    "execution_provider": lambda node, ctx: _choice(node, ctx, "execution_provider", EXECUTION_PROVIDERS),
+_OPTION_READERS: Mapping[str, Callable[[yaml.Node, yn.NodeContext], object]] = MappingProxyType({
+    "threads": lambda node, ctx: yn.integer(node, ctx, "threads", 0),
+    "execution_provider": lambda node, ctx: yn.choice(node, ctx, "execution_provider", EXECUTION_PROVIDERS),
     "delegate": lambda node, ctx: _read_delegate(node, ctx),
-    "precision": lambda node, ctx: _choice(node, ctx, "precision", PRECISIONS),
-    "dla_core": lambda node, ctx: _integer(node, ctx, "dla_core", DLA_CORES[0], DLA_CORES[-1]),
+    "precision": lambda node, ctx: yn.choice(node, ctx, "precision", PRECISIONS),
+    "dla_core": lambda node, ctx: yn.integer(node, ctx, "dla_core", DLA_CORES[0], DLA_CORES[-1]),
 })
 
 
-def _read_settings(node: yaml.Node, ctx: _Context, backend: str, tags: Mapping[str, str]) -> BackendSettings:
-    entries = _entries(node, ctx, f"backend_options.{backend}")
-    _check_keys(entries, node, ctx, OPTION_KEYS[backend])
+def _read_settings(node: yaml.Node, ctx: yn.NodeContext, backend: str, tags: Mapping[str, str]) -> BackendSettings:
+    entries = yn.entries(node, ctx, f"backend_options.{backend}")
+    yn.check_keys(entries, node, ctx, OPTION_KEYS[backend])
     values = {key: _OPTION_READERS[key](entry.value, ctx) for key, entry in entries.items()}
     settings = BackendSettings(backend, **values)  # type: ignore[arg-type]  # each reader checked its type
     if settings.dla_core is not None:
@@ -452,13 +318,13 @@ def _read_settings(node: yaml.Node, ctx: _Context, backend: str, tags: Mapping[s
     return settings
 
 
-def _read_delegate(node: yaml.Node, ctx: _Context) -> str:
-    if _kind(node) == "str" and node.value == "":
+def _read_delegate(node: yaml.Node, ctx: yn.NodeContext) -> str:
+    if yn.kind_of(node) == "str" and node.value == "":
         return ""
-    return _choice(node, ctx, "delegate", DELEGATES, note=" (leave delegate out for XNNPACK on the CPU)")
+    return yn.choice(node, ctx, "delegate", DELEGATES, note=" (leave delegate out for XNNPACK on the CPU)")
 
 
-def _check_dla(settings: BackendSettings, node: yaml.Node, ctx: _Context, tags: Mapping[str, str]) -> None:
+def _check_dla(settings: BackendSettings, node: yaml.Node, ctx: yn.NodeContext, tags: Mapping[str, str]) -> None:
     soc = tags.get("soc")
     if soc not in DLA_SOCS:
         raise ctx.error(node, f"dla_core needs a Jetson with DLA cores: tag the device soc: "

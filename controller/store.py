@@ -15,11 +15,12 @@ from pathlib import Path
 
 from protos import agent_pb2 as pb
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY, created_at REAL NOT NULL, command TEXT NOT NULL, status TEXT NOT NULL);
+    id TEXT PRIMARY KEY, created_at REAL NOT NULL, command TEXT NOT NULL, status TEXT NOT NULL,
+    kind TEXT NOT NULL DEFAULT 'run', plan TEXT, verdict TEXT);
 CREATE TABLE IF NOT EXISTS variants (
     run_id TEXT NOT NULL REFERENCES runs(id), model TEXT NOT NULL, recipe TEXT NOT NULL,
     params TEXT NOT NULL, sha256 TEXT NOT NULL, size_bytes INTEGER NOT NULL, accuracy REAL,
@@ -28,12 +29,17 @@ CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, run_id TEXT NOT NULL REFERENCES runs(id), model TEXT NOT NULL,
     variant TEXT NOT NULL, device TEXT NOT NULL, backend TEXT NOT NULL, artifact_sha256 TEXT NOT NULL,
     status TEXT NOT NULL, failure_kind TEXT, failure_message TEXT, created_at REAL NOT NULL,
-    finished_at REAL);
+    finished_at REAL, target TEXT, attempts INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS results (
     job_id TEXT PRIMARY KEY REFERENCES jobs(id), run_id TEXT NOT NULL, measured_at REAL NOT NULL,
     result BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS jobs_by_run ON jobs(run_id);
 """
+# Columns added after schema version 1, for databases created by an older edgefarm.
+_ADDED_COLUMNS = {
+    "runs": ("kind TEXT NOT NULL DEFAULT 'run'", "plan TEXT", "verdict TEXT"),
+    "jobs": ("target TEXT", "attempts INTEGER NOT NULL DEFAULT 0"),
+}
 
 
 class StoreError(Exception):
@@ -78,19 +84,53 @@ class ResultStore:
             self._db = sqlite3.connect(self.path, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(_SCHEMA)
-            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            self._migrate()
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             self._db.commit()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"results database {self.path} cannot be opened: {exc}; "
                              "pass another file with --db") from exc
 
+    def _migrate(self) -> None:
+        for table, columns in _ADDED_COLUMNS.items():
+            have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            for column in columns:
+                if column.split()[0] not in have:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+
     def close(self) -> None:
         self._db.close()
 
-    def new_run(self, command: str) -> str:
+    def new_run(self, command: str, kind: str = "run", plan: dict | None = None) -> str:
         run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-        self._write("INSERT INTO runs VALUES (?, ?, ?, 'running')", (run_id, time.time(), command))
+        self._write("INSERT INTO runs (id, created_at, command, status, kind, plan) VALUES (?, ?, ?, 'running', ?, ?)",
+                    (run_id, time.time(), command, kind, json.dumps(plan) if plan is not None else None))
         return run_id
+
+    def run_plan(self, run_id: str) -> dict:
+        row = self._db.execute("SELECT plan FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None or row[0] is None:
+            raise StoreError(f"run {run_id} has no stored plan to resume (only farm runs can be resumed)")
+        return json.loads(row[0])
+
+    def set_verdict(self, run_id: str, verdict: str) -> None:
+        self._write("UPDATE runs SET verdict = ? WHERE id = ?", (verdict, run_id))
+
+    def runs_of_kind(self, kind: str, limit: int = 30) -> list[tuple[str, str | None]]:
+        """(run id, verdict), newest first."""
+        return self._db.execute("SELECT id, verdict FROM runs WHERE kind = ? ORDER BY created_at DESC LIMIT ?",
+                                (kind, limit)).fetchall()
+
+    def set_job_device(self, job_id: str, device: str, backend: str) -> None:
+        self._write("UPDATE jobs SET device = ?, backend = ?, attempts = attempts + 1 WHERE id = ?",
+                    (device, backend, job_id))
+
+    def unfinished_jobs(self, run_id: str) -> list[tuple[JobRecord, str]]:
+        """Jobs of a run not done yet, with their target (device or pool label)."""
+        rows = self._db.execute(
+            "SELECT id, run_id, model, variant, device, backend, artifact_sha256, COALESCE(target, device) "
+            "FROM jobs WHERE run_id = ? AND status != 'done' ORDER BY created_at", (run_id,)).fetchall()
+        return [(JobRecord(*row[:7]), row[7]) for row in rows]
 
     def finish_run(self, run_id: str, status: str) -> None:
         self._write("UPDATE runs SET status = ? WHERE id = ?", (status, run_id))
@@ -100,10 +140,11 @@ class ResultStore:
                     (run_id, v.model, v.recipe, json.dumps(v.params, sort_keys=True), v.sha256,
                      v.size_bytes, v.accuracy, v.duration_s))
 
-    def add_job(self, job: JobRecord) -> None:
-        self._write("INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', NULL, NULL, ?, NULL)",
+    def add_job(self, job: JobRecord, target: str | None = None) -> None:
+        self._write("INSERT INTO jobs (id, run_id, model, variant, device, backend, artifact_sha256, status, "
+                    "created_at, target) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
                     (job.id, job.run_id, job.model, job.variant, job.device, job.backend,
-                     job.artifact_sha256, time.time()))
+                     job.artifact_sha256, time.time(), target or job.device))
 
     def add_result(self, job: JobRecord, result: pb.Result) -> None:
         now = time.time()

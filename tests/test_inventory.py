@@ -311,3 +311,24 @@ def test_device_keeps_its_own_copies_hashes_and_pickles() -> None:
     assert device.tags == {"soc": "orin"} and device.backends == ("tensorrt",)
     assert device in {Device("orin-a", "192.0.2.1", 50051, {"soc": "orin"}, ("tensorrt",))}
     assert pickle.loads(pickle.dumps(device)) == device
+
+
+def test_pools_select_devices_by_tags(tmp_path):
+    path = tmp_path / "devices.yaml"
+    path.write_text(
+        "devices:\n"
+        "  - {name: a, host: h, port: 1, tags: {soc: orin}, backends: [onnxruntime]}\n"
+        "  - {name: b, host: h, port: 2, tags: {soc: orin}, backends: [onnxruntime]}\n"
+        "  - {name: c, host: h, port: 3, tags: {soc: bcm}, backends: [litert]}\n"
+        "pools:\n  orin: {soc: orin}\n")
+    inventory = load_inventory(path)
+    assert [d.name for d in inventory.pool("orin")] == ["a", "b"]
+    with pytest.raises(UnknownDeviceError, match="unknown pool 'thor'; valid pools: orin"):
+        inventory.pool("thor")
+
+
+def test_a_pool_matching_no_device_is_an_error_with_its_line(tmp_path):
+    path = tmp_path / "devices.yaml"
+    path.write_text("devices:\n  - {name: a, host: h, port: 1, backends: [onnxruntime]}\npools:\n  gpu: {soc: orin}\n")
+    with pytest.raises(InventoryError, match=r"devices.yaml:4: pool 'gpu' \(soc=orin\) matches no device"):
+        load_inventory(path)

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,7 @@ from controller.leases import (
 
 SHORT_TTL_S = 0.4
 PAST_SHORT_TTL_S = 0.7
+HEARTBEAT_TTL_S = 0.6   # beats every 0.2 s: three must go missing before it runs out
 RACE_ATTEMPTS = 50
 RACE_HOLD_S = 0.004
 WAIT_LIMIT_S = 10.0   # every wait in these tests gives up after this
@@ -140,17 +142,15 @@ class LeaseContract:
 
     def test_heartbeat_keeps_a_lease_past_its_ttl_and_stops_after_release(
             self, leases: LeaseManager, other_controller: LeaseManager) -> None:
-        lease = leases.acquire("orin-01", "nightly@ci-runner-3", "long job", ttl_s=SHORT_TTL_S)
+        lease = leases.acquire("orin-01", "nightly@ci-runner-3", "long job", ttl_s=HEARTBEAT_TTL_S)
         with Heartbeat(leases, lease) as heartbeat:
-            time.sleep(3 * SHORT_TTL_S)
+            time.sleep(3 * HEARTBEAT_TTL_S)
             assert other_controller.acquire("orin-01", "alice@laptop", "debugging", ttl_s=30) is None
             assert heartbeat.lease.expires_at > lease.expires_at
             heartbeat.check()
         assert not heartbeat.is_alive()
         assert other_controller.states(["orin-01"])[0].status == "idle"
-        taken = other_controller.acquire("orin-01", "alice@laptop", "debugging", ttl_s=SHORT_TTL_S)
-        time.sleep(PAST_SHORT_TTL_S)   # a heartbeat still beating would have renewed its own lease by now
-        assert taken is not None and other_controller.states(["orin-01"])[0].status == "idle"
+        assert other_controller.acquire("orin-01", "alice@laptop", "debugging", ttl_s=30) is not None
         assert heartbeat.lost is None
 
     def test_heartbeat_flags_lease_lost_when_someone_else_took_the_board(
@@ -158,7 +158,7 @@ class LeaseContract:
         lease = leases.acquire("orin-01", "nightly@ci-runner-3", "stalled job", ttl_s=SHORT_TTL_S)
         lost = threading.Event()
         # Beating slower than the ttl stands in for a controller that froze (GC pause, suspended VM).
-        heartbeat = Heartbeat(leases, lease, interval_s=PAST_SHORT_TTL_S + 0.2, on_lost=lambda _: lost.set())
+        heartbeat = Heartbeat(leases, lease, interval_s=PAST_SHORT_TTL_S + 0.8, on_lost=lambda _: lost.set())
         heartbeat.start()
         time.sleep(PAST_SHORT_TTL_S)
         assert other_controller.acquire("orin-01", "alice@laptop", "debugging", ttl_s=30) is not None
@@ -208,7 +208,7 @@ def race_for_one_board(url: str, folder: Path, workers: int) -> dict[str, list[t
     return {owner: _read_spans(folder / f"{owner.split('@')[0]}.txt") for owner in processes}
 
 
-def race_worker(url: str, owner: str, start_together: threading.Barrier, out: Path) -> None:
+def race_worker(url: str, owner: str, start_together: Barrier, out: Path) -> None:
     with open_lease_manager(url) as leases:
         start_together.wait(WAIT_LIMIT_S * 3)
         spans = []
@@ -305,12 +305,13 @@ def test_cli_status_shows_idle_leased_and_quarantined_boards(tmp_path: Path, cap
     assert main(["devices", "quarantine", "coral-01", "--reason", "USB resets", *flags]) == 0
     assert main(["devices", "status", *flags]) == 0
     rows = {line.split()[1]: line for line in capsys.readouterr().out.splitlines() if line.startswith("│")}
-    assert re.search(r"leased\s+│ nightly@ci-runner-3 │ nightly \[int8\]\s+│\s+1(19|20) s", rows["orin-01"])
+    assert re.search(r"leased\s+│\s+nightly@ci-runner-3\s+│\s+nightly \[int8\]\s+│\s+1(19|20) s", rows["orin-01"])
     assert re.search(r"quarantined .*since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC: USB resets", rows["coral-01"])
     assert "idle" in rows["x86-01"]
     assert main(["devices", "unquarantine", "coral-01", *flags]) == 0
     assert main(["devices", "status", *flags]) == 0
-    assert "quarantined" not in capsys.readouterr().out
+    rows = {line.split()[1]: line for line in capsys.readouterr().out.splitlines() if line.startswith("│")}
+    assert "idle" in rows["coral-01"]
 
 
 def test_cli_lease_errors_are_one_line_with_exit_code_2(tmp_path: Path, capsys) -> None:

@@ -13,6 +13,7 @@ from agent.backends.base import BackendModule
 REGISTRY: dict[str, str] = {
     "litert": "agent.backends.litert",
     "onnxruntime": "agent.backends.onnxruntime",
+    "tensorrt": "agent.backends.tensorrt",
 }
 
 

@@ -5,10 +5,10 @@ import argparse
 import sys
 
 from controller import __version__
-from controller.cli import demo, devices, report, run
+from controller.cli import demo, devices, nightly, report, run
 from controller.cli.common import CliError
 
-SUBCOMMANDS = (demo, run, report, devices)
+SUBCOMMANDS = (demo, run, report, devices, nightly)
 EXAMPLES = """examples:
   edgefarm demo                                   # digits-cnn × 4 recipes on a local agent
   edgefarm run digits-cnn --local --recipe int8-static
@@ -32,13 +32,16 @@ def user_errors() -> tuple[type[BaseException], ...]:
     """Errors that mean "fix your input", printed as one line with exit code 2."""
     from compressors.errors import CompressorError
     from controller.client import AgentRejectedError, AgentUnreachableError
-    from controller.inventory import InventoryError
+    from controller.leases import LeaseError
     from controller.local_agent import LocalAgentError
+    from controller.nightly import BaselineError
     from controller.pipeline import PlanError
+    from controller.scheduler import PlanError as MatrixPlanError
     from controller.store import StoreError
+    from controller.yaml_nodes import ConfigError
 
-    return (CliError, CompressorError, InventoryError, AgentUnreachableError, AgentRejectedError,
-            LocalAgentError, StoreError, PlanError)
+    return (CliError, CompressorError, ConfigError, AgentUnreachableError, AgentRejectedError,
+            LocalAgentError, StoreError, PlanError, LeaseError, BaselineError, MatrixPlanError)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -57,3 +57,12 @@ def cache_dir(args: argparse.Namespace) -> Path:
 
 def db_path(args: argparse.Namespace) -> Path:
     return args.db or default_db()
+
+
+def leases_url(args: argparse.Namespace) -> str:
+    """--leases, else $EDGEFARM_LEASES, else a SQLite file beside the results database."""
+    from controller.leases import sqlite_url
+
+    db = getattr(args, "db", None) or default_db()
+    return getattr(args, "leases", None) or os.environ.get("EDGEFARM_LEASES") or \
+        sqlite_url(db.with_name("leases.sqlite"))

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,10 +11,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from controller.cli.common import CliError, default_db
+from controller.cli.common import CliError, leases_url
 from controller.client import AgentClient, AgentUnreachableError
 from controller.inventory import load_inventory
-from controller.leases import DeviceState, LeaseError, LeaseManager, format_time, open_lease_manager, sqlite_url
+from controller.leases import DeviceState, LeaseError, LeaseManager, format_time, open_lease_manager
 
 EXAMPLES = """examples:
   edgefarm devices check devices.yaml
@@ -102,10 +101,6 @@ def execute_unquarantine(args: argparse.Namespace) -> int:
     print(f"{device}: can be leased again")
     return 0
 
-
-def leases_url(args: argparse.Namespace) -> str:
-    """--leases, else $EDGEFARM_LEASES, else a SQLite file beside the results database."""
-    return args.leases or os.environ.get("EDGEFARM_LEASES") or sqlite_url(default_db().with_name("leases.sqlite"))
 
 
 @contextmanager

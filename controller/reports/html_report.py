@@ -1,6 +1,7 @@
 """The HTML report: one self-contained file (inline CSS and SVG plots, no network) to open offline."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
@@ -43,24 +44,27 @@ table.results { border-collapse: collapse; width: 100%; font-size: 12.5px;
 """
 
 
-def write_html(df: pd.DataFrame, path: Path, title: str, *, generated_at: datetime | None = None) -> Path:
+def write_html(df: pd.DataFrame, path: Path, title: str, *, generated_at: datetime | None = None,
+               extra_plots: Sequence[Plot] = (), preamble_html: str = "") -> Path:
     """Write the report for `df` to `path` (parents created) and return `path`.
 
     Raises ValueError when a required column is missing, `df` has no rows, or an accuracy is not
-    a fraction in [0, 1]. `generated_at` defaults to now (UTC).
+    a fraction in [0, 1]. `generated_at` defaults to now (UTC). `preamble_html` (already escaped,
+    e.g. the nightly verdict table) goes above the plots; `extra_plots` after the standard three.
     """
     require_report_frame(df)
     require_accuracy_fraction(df)
-    page = render_html(df, title, generated_at or datetime.now(UTC))
+    page = render_html(df, title, generated_at or datetime.now(UTC), extra_plots, preamble_html)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
     return path
 
 
-def render_html(df: pd.DataFrame, title: str, generated_at: datetime) -> str:
+def render_html(df: pd.DataFrame, title: str, generated_at: datetime, extra_plots: Sequence[Plot] = (),
+                preamble_html: str = "") -> str:
     """The report page as one HTML string."""
-    plots = report_plots(df)
+    plots = [*report_plots(df), *extra_plots]
     figures = "\n".join(_figure(plot) for plot in plots)
     return "\n".join([
         "<!DOCTYPE html>",
@@ -74,7 +78,7 @@ def render_html(df: pd.DataFrame, title: str, generated_at: datetime) -> str:
         "</head>",
         "<body>",
         _header(df, title, generated_at),
-        f'<main>\n<section class="plots">\n{figures}\n</section>',
+        f'<main>\n{preamble_html}\n<section class="plots">\n{figures}\n</section>',
         f'<h2>Results</h2>\n<div class="table-wrap">\n{summary_table(df)}\n</div>\n</main>',
         "</body>",
         "</html>",

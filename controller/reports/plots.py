@@ -52,7 +52,7 @@ _LABEL_FONT_SIZE = 7.5
 # Where a point's label may go, in points from the point: right-above first, then the other corners.
 _LABEL_OFFSETS = ((6, 3, "left"), (6, -11, "left"), (-6, 3, "right"), (-6, -11, "right"))
 _MAX_LISTED_UNRATED = 5
-_STYLE = {
+PLOT_STYLE = {
     "svg.hashsalt": "edgefarm-report",  # stable element ids, so the same results give the same page
     "svg.fonttype": "path",  # text as outlines: the page needs no fonts from anywhere
     "font.size": 9,
@@ -78,7 +78,7 @@ class Plot:
 def report_plots(df: pd.DataFrame) -> list[Plot]:
     """The three report plots for a validated, non-empty results frame."""
     rows = _plot_rows(df)
-    with matplotlib.rc_context(_STYLE):
+    with matplotlib.rc_context(PLOT_STYLE):
         return [latency_plot(rows), accuracy_plot(rows), size_plot(rows)]
 
 

@@ -1,0 +1,85 @@
+"""P7: error rates of the regression verdicts on real repeated measurements.
+
+A real local agent measures a small model RUNS times. A/A: every ordered pair of distinct runs is a
+baseline and a candidate that differ only by chance, and a third distinct run is the re-run that a
+suspect gets, so false alarms are counted the way the farm raises them (confirmed regressions).
+A/B: each real run against itself with every sample scaled by 1.05, an injected 5 % slowdown that
+keeps the run's own noise and autocorrelation.
+"""
+from __future__ import annotations
+
+import itertools
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.figures import Figure
+from benchmarks.models import mlp_model
+from controller.client import AgentClient, sha256_file
+from controller.local_agent import LocalAgent
+from controller.regression import BenchmarkKey, Outcome, RegressionPolicy, Sample, Verdict, compare, confirm
+from protos import agent_pb2 as pb
+
+RUNS = 20
+WARMUP_S, MEASURE_S = 0.1, 0.5
+SLOWDOWN = 1.05
+KEY = BenchmarkKey("mlp-64x2", "fp32", "local", "onnxruntime")
+
+
+def measure_runs(count: int = RUNS) -> list[Sample]:
+    with tempfile.TemporaryDirectory() as tmp, LocalAgent(Path(tmp) / "agent") as local:
+        model = mlp_model(Path(tmp) / "mlp.onnx")
+        client = AgentClient("local", local.address)
+        client.connect()
+        sha = sha256_file(model)
+        client.ensure_uploaded(model, sha)
+        runs = [_measure_once(client, sha) for _ in range(count)]
+        client.close()
+    return runs
+
+
+def _measure_once(client: AgentClient, sha: str) -> Sample:
+    spec = pb.BenchmarkSpec(artifact_sha256=sha, backend="onnxruntime", threads=1, batch_size=1,
+                            warmup=pb.WarmupPolicy(min_iterations=10, min_seconds=WARMUP_S),
+                            measure=pb.MeasurePolicy(min_iterations=100, min_seconds=MEASURE_S))
+    final = list(client.benchmark(spec))[-1]
+    if not final.HasField("result"):
+        raise RuntimeError(f"agent failed: {final.failure.message}")
+    return Sample(KEY, tuple(final.result.samples_ns), {})
+
+
+def slowed(run: Sample, factor: float = SLOWDOWN) -> Sample:
+    scaled = np.round(np.asarray(run.samples_ns, dtype=np.float64) * factor).astype(np.int64)
+    return Sample(run.key, tuple(scaled.tolist()), run.fingerprint)
+
+
+def aa_verdicts(runs: list[Sample], policy: RegressionPolicy) -> dict[tuple[int, int], Verdict]:
+    return {(b, c): compare(runs[b], runs[c], policy) for b, c in itertools.permutations(range(len(runs)), 2)}
+
+
+def confirmed_false_alarms(verdicts: dict[tuple[int, int], Verdict], count: int) -> tuple[int, int]:
+    """(alarms, triples): baseline b, candidate c and re-run r are three distinct real runs."""
+    triples = list(itertools.permutations(range(count), 3))
+    alarms = sum(confirm(verdicts[b, c], verdicts[b, r]).outcome is Outcome.REGRESSED for b, c, r in triples)
+    return alarms, len(triples)
+
+
+def regression_figures(cache_dir: Path) -> list[Figure]:
+    """cache_dir is unused: every figure comes from measurements taken in this same call."""
+    runs, policy = measure_runs(), RegressionPolicy()
+    verdicts = aa_verdicts(runs, policy)
+    suspects = sum(v.outcome is Outcome.SUSPECT for v in verdicts.values())
+    alarms, triples = confirmed_false_alarms(verdicts, len(runs))
+    detected = sum(compare(run, slowed(run), policy).outcome is Outcome.SUSPECT for run in runs)
+    medians = [float(np.median(run.samples_ns)) for run in runs]
+    noise = (f"{len(runs)} real runs of {MEASURE_S:g} s, run medians {min(medians) / 1e3:.1f}-"
+             f"{max(medians) / 1e3:.1f} us")
+    return [
+        Figure("P7-false-alarm", "A/A runs confirmed as regressed", 100 * alarms / triples, "%",
+               f"{alarms}/{triples} (baseline, candidate, re-run) triples of distinct runs; first pass "
+               f"{suspects}/{len(verdicts)} pairs suspect; {noise}", "<= 1"),
+        Figure("P7-detect", "injected 5 % slowdown flagged", 100 * detected / len(runs), "%",
+               f"{detected}/{len(runs)}: each real run vs itself with samples scaled by {SLOWDOWN} "
+               f"(injected, not measured); {noise}", ">= 95"),
+    ]

@@ -1,0 +1,84 @@
+"""edgefarm provision: install, upgrade and start the agent on a board over SSH."""
+from __future__ import annotations
+
+import argparse
+import getpass
+import shlex
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from controller.ca import CaError, default_ca_dir
+from controller.cli.common import CliError
+from controller.inventory import load_inventory
+from controller.provision import (
+    InstallSettings,
+    ProvisionError,
+    SshSettings,
+    build_agent_wheel,
+    provision,
+    source_checkout,
+)
+
+EXAMPLES = """examples:
+  edgefarm provision jetson-orin-01 --devices devices.yaml --ssh-user nvidia --accept-new-host-key
+  edgefarm provision rpi5-coral-01 --ssh-key ~/.ssh/farm_ed25519 --upgrade
+  edgefarm provision x86-01 --wheel dist/edgefarm-0.1.0-py3-none-any.whl \\
+      --pip-args='--no-index --find-links /srv/wheels'
+Run 'edgefarm ca init' once first: every board gets a certificate from the farm CA.
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("provision", help="install or upgrade the agent on a board over SSH", epilog=EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("device", help="device name from the devices file")
+    p.add_argument("--devices", type=Path, default=None, help="devices file (default: ./devices.yaml)")
+    p.add_argument("--upgrade", action="store_true", help="replace the installed agent (stop, reinstall, start)")
+    ssh = p.add_argument_group("ssh")
+    ssh.add_argument("--ssh-user", default=None, help="login on the board (default: your user name)")
+    ssh.add_argument("--ssh-key", type=Path, default=None,
+                     help="private key (default: the ssh-agent's keys and ~/.ssh/id_*)")
+    ssh.add_argument("--ssh-port", type=int, default=22, help="the board's SSH port")
+    ssh.add_argument("--known-hosts", type=Path, default=Path.home() / ".ssh" / "known_hosts",
+                     help="host keys to trust (default: ~/.ssh/known_hosts)")
+    ssh.add_argument("--accept-new-host-key", action="store_true",
+                     help="trust a board whose host key is not known yet, and remember it")
+    install = p.add_argument_group("installing")
+    install.add_argument("--wheel", type=Path, default=None,
+                         help="agent wheel to install (default: build one from this checkout)")
+    install.add_argument("--ca-dir", type=Path, default=None,
+                         help="farm CA (default: $EDGEFARM_CA_DIR or the user config dir)")
+    install.add_argument("--pip-args", default="", metavar="'ARGS'",
+                         help="extra arguments for pip on the board, with '=': --pip-args='--no-index ...'")
+    install.add_argument("--venv-system-site-packages", action="store_true",
+                         help="let the agent's venv see the board's system Python packages")
+    install.add_argument("--board-python", default="python3", help="the board's Python 3.8+ (default: python3)")
+    p.set_defaults(handler=execute)
+
+
+def execute(args: argparse.Namespace) -> int:
+    device = load_inventory(args.devices or Path("devices.yaml")).get(args.device)
+    ssh = SshSettings(args.ssh_user or getpass.getuser(), args.ssh_port, args.ssh_key, args.known_hosts,
+                      args.accept_new_host_key)
+    try:
+        with _agent_wheel(args.wheel) as wheel:
+            settings = InstallSettings(wheel, args.ca_dir or default_ca_dir(), args.upgrade,
+                                       tuple(shlex.split(args.pip_args)), args.venv_system_site_packages,
+                                       args.board_python)
+            report = provision(device, ssh, settings)
+    except (ProvisionError, CaError) as error:
+        raise CliError(str(error)) from None
+    print(report.summary())
+    return 0
+
+
+@contextmanager
+def _agent_wheel(wheel: Path | None) -> Iterator[Path]:
+    if wheel is not None:
+        yield wheel
+        return
+    with tempfile.TemporaryDirectory(prefix="edgefarm-wheel-") as out_dir:
+        print("building the agent wheel from this checkout")
+        yield build_agent_wheel(source_checkout(), Path(out_dir))

@@ -1,0 +1,107 @@
+"""A farm run end to end: matrix → plan → variants → fan-out over leased boards → store.
+Its configuration is stored with the run, so `edgefarm resume RUN_ID` can finish an
+interrupted run without redoing the jobs already done."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from compressors.recipes import Variant, compress
+from controller.client import sha256_file
+from controller.console import RunConsole
+from controller.farm import FarmJob, FarmOutcome, FarmRunner, RetryPolicy
+from controller.inventory import Inventory, load_inventory
+from controller.leases import default_owner, open_lease_manager
+from controller.matrix import Matrix, load_matrix
+from controller.pipeline import RunPlan, Target, prebuilt_variant, resolve_model
+from controller.scheduler import PlannedJob, expand
+from controller.store import JobRecord, ResultStore, VariantRecord
+
+
+@dataclass(frozen=True)
+class FarmRunConfig:
+    """Everything needed to (re)build a farm run; stored as the run's plan."""
+    matrix: str
+    devices: str
+    leases: str
+    cache_dir: str
+
+
+@dataclass(frozen=True)
+class FarmRunResult:
+    run_id: str
+    outcome: FarmOutcome
+    interrupted: bool
+
+
+class FarmRun:
+    def __init__(self, config: FarmRunConfig, store: ResultStore, ui: RunConsole,
+                 policy: RetryPolicy | None = None) -> None:
+        self.config, self.store, self.ui, self.policy = config, store, ui, policy or RetryPolicy()
+        self.matrix: Matrix = load_matrix(Path(config.matrix))
+        self.inventory: Inventory = load_inventory(Path(config.devices))
+        self.planned = expand(self.matrix.models, self.matrix.recipes, self.matrix.targets,
+                              {d.name: d.tags for d in self.inventory}, self.inventory.pools)
+
+    def start(self, kind: str = "nightly", only: set[str] | None = None) -> FarmRunResult:
+        """A new run of the whole matrix (or only the planned jobs whose keys are in `only`)."""
+        run_id = self.store.new_run(f"farm {self.config.matrix}", kind, plan=asdict(self.config))
+        planned = [p for p in self.planned if only is None or p.key in only]
+        variants = self._variants(run_id, planned)
+        jobs = [self._new_job(run_id, p, variants[(p.model, p.recipe)]) for p in planned]
+        return self._execute(run_id, jobs)
+
+    def resume(self, run_id: str) -> FarmRunResult:
+        by_key = {p.key: p for p in self.planned}
+        unfinished = self.store.unfinished_jobs(run_id)
+        planned = [by_key[f"{r.model}|{r.variant}|{target}"] for r, target in unfinished]
+        variants = self._variants(run_id, planned)
+        jobs = [self._farm_job(p, r, variants[(p.model, p.recipe)])
+                for p, (r, _) in zip(planned, unfinished, strict=True)]
+        self.ui.note(f"resuming {run_id}: {len(jobs)} job(s) left to run")
+        return self._execute(run_id, jobs)
+
+    def _variants(self, run_id: str, planned: list[PlannedJob]) -> dict[tuple[str, str], tuple[Variant, Path | None]]:
+        out = {}
+        for model, recipe in dict.fromkeys((p.model, p.recipe) for p in planned):
+            out[(model, recipe)] = self._variant(model, recipe)
+            v = out[(model, recipe)][0]
+            self.store.add_variant(run_id, VariantRecord(v.model, v.recipe, dict(v.params), v.sha256,
+                                                         v.size_bytes, v.accuracy, v.duration_s))
+        return out
+
+    def _variant(self, model: str, recipe: str) -> tuple[Variant, Path | None]:
+        plan = RunPlan(model, (recipe,), Target("farm", None), Path(self.config.cache_dir), self.matrix.measure)
+        if Path(model).suffix == ".tflite":
+            return prebuilt_variant(plan), None
+        bundle = resolve_model(plan, self.ui)
+        return compress(bundle, recipe, plan.cache_dir, progress=self.ui.phase_bar(f"compress {recipe}")), \
+            bundle.eval_npz
+
+    def _new_job(self, run_id: str, planned: PlannedJob, variant: tuple[Variant, Path | None]) -> FarmJob:
+        v = variant[0]
+        record = JobRecord(uuid.uuid4().hex, run_id, v.model, v.recipe, planned.target, "", v.sha256)
+        self.store.add_job(record, target=planned.target)
+        return self._farm_job(planned, record, variant)
+
+    @staticmethod
+    def _farm_job(planned: PlannedJob, record: JobRecord, variant: tuple[Variant, Path | None]) -> FarmJob:
+        v, eval_npz = variant
+        return FarmJob(planned, record, v.path, eval_npz, sha256_file(eval_npz) if eval_npz else "")
+
+    def _execute(self, run_id: str, jobs: list[FarmJob]) -> FarmRunResult:
+        leases = open_lease_manager(self.config.leases)
+        runner = FarmRunner(self.store, leases, {d.name: d for d in self.inventory}, self.matrix.measure,
+                            self.ui, owner=f"{default_owner()}/{run_id}", policy=self.policy)
+        try:
+            with self.ui.live():
+                outcome = asyncio.run(runner.run(jobs))
+        except KeyboardInterrupt:
+            self.store.finish_run(run_id, "interrupted")
+            return FarmRunResult(run_id, FarmOutcome(), interrupted=True)
+        finally:
+            leases.close()
+        self.store.finish_run(run_id, "done" if not outcome.failed else "partial")
+        return FarmRunResult(run_id, outcome, interrupted=False)
