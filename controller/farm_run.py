@@ -15,8 +15,8 @@ from controller.farm import FarmJob, FarmOutcome, FarmRunner, RetryPolicy
 from controller.inventory import Inventory, load_inventory
 from controller.leases import default_owner, open_lease_manager
 from controller.matrix import Matrix, load_matrix
-from controller.pipeline import RunPlan, Target, prebuilt_variant, resolve_model
-from controller.scheduler import PlannedJob, expand
+from controller.pipeline import RunPlan, Target, model_name, prebuilt_variant, resolve_model
+from controller.scheduler import PlanError, PlannedJob, expand
 from controller.store import JobRecord, ResultStore, VariantRecord
 
 
@@ -54,9 +54,14 @@ class FarmRun:
         return self._execute(run_id, jobs)
 
     def resume(self, run_id: str) -> FarmRunResult:
-        by_key = {p.key: p for p in self.planned}
+        by_key = {(model_name(p.model), p.recipe, p.target): p for p in self.planned}
         unfinished = self.store.unfinished_jobs(run_id)
-        planned = [by_key[f"{r.model}|{r.variant}|{target}"] for r, target in unfinished]
+        gone = [f"{r.model}/{r.variant} on {target}" for r, target in unfinished
+                if (r.model, r.variant, target) not in by_key]
+        if gone:
+            raise PlanError(f"run {run_id}: {', '.join(gone)} no longer in {self.config.matrix}; "
+                            "restore the matrix file as it was, or start a new run")
+        planned = [by_key[(r.model, r.variant, target)] for r, target in unfinished]
         variants = self._variants(run_id, planned)
         jobs = [self._farm_job(p, r, variants[(p.model, p.recipe)])
                 for p, (r, _) in zip(planned, unfinished, strict=True)]

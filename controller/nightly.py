@@ -13,6 +13,7 @@ import pandas as pd
 from controller.console import RunConsole
 from controller.farm_run import FarmRun, FarmRunConfig
 from controller.junit import write_junit
+from controller.pipeline import model_name
 from controller.regression import BenchmarkKey, Outcome, Verdict, compare, confirm, exit_code, sample_of
 from controller.reports import write_csv, write_html
 from controller.reports.trend import trend_plot
@@ -62,11 +63,6 @@ def _key(r: StoredResult) -> BenchmarkKey:
     return BenchmarkKey(r.job.model, r.job.variant, r.job.device, r.job.backend)
 
 
-def _model_name(model: str) -> str:
-    """A matrix names a file by path; stored results name it by its stem (as bundles do)."""
-    return Path(model).stem if Path(model).suffix else model
-
-
 def _first_pass(store: ResultStore, base_id: str | None, run_id: str, farm: FarmRun) -> list[Verdict]:
     tonight = {_key(r): r for r in store.results(run_id)}
     if base_id is None:
@@ -85,7 +81,7 @@ def _confirm_suspects(store: ResultStore, base_id: str | None, verdicts: list[Ve
     if not suspects:
         return verdicts
     keys = {p.key for p in farm.planned for v in suspects
-            if (_model_name(p.model), p.recipe) == (v.key.model, v.key.recipe) and v.key.device in p.candidates}
+            if (model_name(p.model), p.recipe) == (v.key.model, v.key.recipe) and v.key.device in p.candidates}
     rerun = farm.start(kind=f"{KIND}-rerun", only=keys)  # a new run: fresh leases, fresh workers
     again = {_key(r): r for r in store.results(rerun.run_id)}
     base = {_key(r): r for r in store.results(base_id)}

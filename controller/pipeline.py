@@ -91,6 +91,11 @@ class PlanError(ValueError):
     """A run that cannot be planned as asked (e.g. recipes on a prebuilt .tflite)."""
 
 
+def model_name(model: str) -> str:
+    """What results call a model: its registry name, or a file's stem (as its bundle does)."""
+    return Path(model).stem if Path(model).suffix else model
+
+
 def resolve_model(plan: RunPlan, ui: RunConsole) -> ModelBundle:
     path = Path(plan.model)
     if path.suffix or path.exists():

@@ -18,7 +18,7 @@ class Outcome(StrEnum):
     UNCHANGED = "unchanged"
     SUSPECT = "suspect"            # regressed on the first pass; re-run once on a fresh lease to confirm
     REGRESSED = "regressed"        # confirmed by the re-run
-    INCOMPARABLE = "incomparable"  # the environment differed where it matters, or too few samples
+    INCOMPARABLE = "incomparable"  # environment differed, too few samples, or the re-run disagreed
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,7 @@ class Verdict:
     ratio: float = float("nan")       # candidate median / baseline median; > 1 is slower
     ci_low: float = float("nan")
     ci_high: float = float("nan")
+    min_effect: float = float("nan")  # the practical threshold this verdict applied
     differing_fields: tuple[str, ...] = ()
 
     def numbers(self) -> str:
@@ -86,13 +87,25 @@ def compare(baseline: Sample, candidate: Sample, policy: RegressionPolicy | None
 
 
 def confirm(first: Verdict, rerun: Verdict) -> Verdict:
-    """A suspect stands only if the re-run on a fresh lease regresses too; otherwise the re-run's verdict counts."""
+    """A suspect becomes a regression only if the re-run on a fresh lease reproduces it.
+
+    Reproduces means: the re-run regresses too, and its candidate median agrees with the first
+    pass's within the practical threshold. Two runs of one artifact that differ by more than the
+    alleged regression show the board's timing was unstable, so nothing is judged (incomparable).
+    A clean re-run's verdict replaces the suspect one.
+    """
     if first.outcome is not Outcome.SUSPECT:
         return first
-    if rerun.outcome in (Outcome.SUSPECT, Outcome.REGRESSED):
-        return replace(rerun, outcome=Outcome.REGRESSED,
-                       reason=f"confirmed by re-run: {rerun.reason}; first pass: ratio {first.ratio:.4f}")
-    return replace(rerun, reason=f"first pass was suspect (ratio {first.ratio:.4f}); re-run: {rerun.reason}")
+    if rerun.outcome not in (Outcome.SUSPECT, Outcome.REGRESSED):
+        return replace(rerun, reason=f"first pass was suspect ({first.ratio - 1:+.1%}); re-run: {rerun.reason}")
+    passes = f"first pass {first.ratio - 1:+.1%}, re-run {rerun.ratio - 1:+.1%}"
+    spread = max(first.candidate_median_ns, rerun.candidate_median_ns) / min(
+        first.candidate_median_ns, rerun.candidate_median_ns)
+    if spread > 1 + rerun.min_effect + _RATIO_RESOLUTION:
+        return replace(rerun, outcome=Outcome.INCOMPARABLE,
+                       reason=f"not reproducible: {passes}; the two candidate runs differ by {spread - 1:.1%}, "
+                              f"more than the {rerun.min_effect:.0%} threshold")
+    return replace(rerun, outcome=Outcome.REGRESSED, reason=f"confirmed by re-run: {passes}")
 
 
 def exit_code(verdicts: Iterable[Verdict]) -> int:
@@ -168,8 +181,7 @@ def median_ratio_interval(baseline_blocks: np.ndarray, candidate_blocks: np.ndar
 
 def _resampled_medians(blocks: np.ndarray, rng: np.random.Generator, resamples: int) -> np.ndarray:
     picks = rng.integers(0, len(blocks), size=(resamples, len(blocks)))
-    import os
-    return np.quantile(blocks[picks], float(os.environ.get("Q", 0.5)), axis=1)
+    return np.median(blocks[picks], axis=1)
 
 
 def _measured_verdict(baseline: Sample, candidate: Sample, policy: RegressionPolicy) -> Verdict:
@@ -179,7 +191,7 @@ def _measured_verdict(baseline: Sample, candidate: Sample, policy: RegressionPol
                                       block_medians(candidate.samples_ns, policy.blocks), policy)
     min_effect = policy.min_effect_for(candidate.key.device)
     outcome, reason = _classify(ratio, low, high, min_effect)
-    return Verdict(candidate.key, outcome, reason, base_median, cand_median, ratio, low, high)
+    return Verdict(candidate.key, outcome, reason, base_median, cand_median, ratio, low, high, min_effect)
 
 
 def _classify(ratio: float, low: float, high: float, min_effect: float) -> tuple[Outcome, str]:

@@ -135,3 +135,18 @@ def test_health(agent, model):
     health = agent[1].health()
     assert health.serving and not health.busy
     assert health.artifacts >= 1 and health.cache_bytes > 0 and health.disk_free_bytes > 0
+
+
+def test_rerun_loads_the_cached_engine_and_health_counts_it(agent, tmp_path):
+    local, client = agent
+    path = mlp_model(tmp_path / "fresh.onnx", width=96)  # a model no other test has built
+    sha = sha256_file(path)
+    client.ensure_uploaded(path, sha)
+    before = client.health()
+    first, second = (_final(client, _spec(sha)).result for _ in range(2))
+    after = client.health()
+    assert (first.engine_cache_hit, second.engine_cache_hit) == (False, True)
+    assert first.engine_build_ms > 0 and second.engine_build_ms == 0
+    assert (after.engine_builds - before.engine_builds, after.engine_cache_hits - before.engine_cache_hits,
+            after.jobs_run - before.jobs_run) == (1, 1, 2)
+    assert any((local.cache_dir / "engines").glob("onnxruntime-*.onnx"))  # inside the agent's own folder

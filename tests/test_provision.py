@@ -253,6 +253,17 @@ def test_second_provision_is_idempotent(first_report, device, ssh, install, ssh_
     assert _agent_pid(ssh_server) == pid                  # not restarted
 
 
+@pytest.mark.slow
+def test_provision_restarts_a_stopped_agent(first_report, device, ssh, install, ssh_server) -> None:
+    # A board rebooted under nohup comes back without its agent; provisioning again starts it.
+    old_pid = _agent_pid(ssh_server)
+    os.kill(old_pid, signal.SIGKILL)
+    lines: list[str] = []
+    report = provision(device, ssh, install, log=lines.append)
+    assert report.action == "unchanged" and lines == [f"{device.name}: not running, starting the agent"]
+    assert _agent_pid(ssh_server) != old_pid and _describe(device).agent_version == report.agent_version
+
+
 def _patched_wheel(version: str, out_dir: Path) -> Path:
     """The same source with a bumped version in pyproject.toml and agent/__init__.py."""
     source = out_dir / "source"

@@ -6,6 +6,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from scipy.signal import lfilter
+from scipy.stats import mannwhitneyu
 
 from controller.junit import junit_xml, write_junit
 from controller.regression import (
@@ -29,9 +31,7 @@ FINGERPRINT = {"cpu_governor": "performance", "nvpmodel_mode": "", "jetson_clock
 def run_ns(seed: int, scale: float = 1.0, n: int = 4000, median_ns: float = 10_000.0) -> tuple[int, ...]:
     """A run as boards produce them: slow AR(1) drift (so neighbours are correlated) plus rare spikes."""
     rng = np.random.default_rng(seed)
-    drift = np.zeros(n)
-    for i in range(1, n):
-        drift[i] = 0.95 * drift[i - 1] + rng.normal(0, 0.004)
+    drift = lfilter([1.0], [1.0, -0.95], rng.normal(0, 0.004, n))  # AR(1): drift[i] = 0.95 drift[i-1] + noise
     spikes = np.where(rng.random(n) < 0.01, rng.exponential(0.5, n), 0.0)
     return tuple(np.round(median_ns * scale * np.exp(drift + rng.normal(0, 0.01, n) + spikes)).astype(np.int64))
 
@@ -48,7 +48,9 @@ def test_same_distribution_is_unchanged():
 
 def test_autocorrelated_aa_runs_are_unchanged_where_per_iteration_tests_cry_wolf():
     # A test on raw iterations would call most of these different; blocks absorb the drift.
-    outcomes = {compare(sample(seed), sample(seed + 100)).outcome for seed in range(8)}
+    pairs = [(run_ns(seed), run_ns(seed + 100)) for seed in range(8)]
+    assert sum(mannwhitneyu(a, b).pvalue < 0.01 for a, b in pairs) >= 3
+    outcomes = {compare(Sample(KEY, a, FINGERPRINT), Sample(KEY, b, FINGERPRINT)).outcome for a, b in pairs}
     assert outcomes == {Outcome.UNCHANGED}
 
 
@@ -66,6 +68,14 @@ def test_suspect_with_a_clean_rerun_is_unchanged():
     confirmed = confirm(first, compare(sample(1), sample(3)))
     assert confirmed.outcome is Outcome.UNCHANGED
     assert "first pass was suspect" in confirmed.reason
+
+
+def test_suspect_whose_rerun_regresses_by_a_different_amount_is_incomparable():
+    # Both passes slower, but by +20 % and +50 %: the board's timing moved more than the threshold.
+    first = compare(sample(1), sample(2, scale=1.2))
+    confirmed = confirm(first, compare(sample(1), sample(3, scale=1.5)))
+    assert confirmed.outcome is Outcome.INCOMPARABLE
+    assert "not reproducible" in confirmed.reason
 
 
 def test_confirm_passes_other_first_verdicts_through():

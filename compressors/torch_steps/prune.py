@@ -1,7 +1,7 @@
 """Pruning steps: unstructured magnitude, structured channel removal, and 2:4 semi-structured.
 
 Each zeroes or removes weights in one shot and leaves recovery to a following `finetune`
-step, which keeps every zero it is given (training.zeros_kept).
+step, which keeps every zero it is given (training.zero_masks).
 """
 from __future__ import annotations
 

@@ -82,16 +82,27 @@ def train(
     optimizer = torch.optim.Adam(module.parameters(), lr=lr)
     steps_per_epoch = -(-sample_count // BATCH_SIZE)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * steps_per_epoch)
+    pruned = zero_masks(module)
     module.train()
-    with zeros_kept(module):
-        for epoch in range(epochs):
-            for rows in torch.randperm(sample_count).split(BATCH_SIZE):
-                optimizer.zero_grad()
-                batch_loss(module, rows).backward()
-                optimizer.step()
-                schedule.step()
-            report(progress, phase, (epoch + 1) / epochs)
+    for epoch in range(epochs):
+        for rows in torch.randperm(sample_count).split(BATCH_SIZE):
+            optimizer.zero_grad()
+            batch_loss(module, rows).backward()
+            optimizer.step()
+            pruned.reapply()
+            schedule.step()
+        report(progress, phase, (epoch + 1) / epochs)
     module.eval()
+
+
+def cross_entropy_loss(data: TrainData) -> BatchLoss:
+    """The plain supervised loss on the training labels."""
+    from torch.nn.functional import cross_entropy
+
+    def batch_loss(module: nn.Module, rows: Tensor) -> Tensor:
+        return cross_entropy(module(data.x[rows]), data.y[rows])
+
+    return batch_loss
 
 
 def prunable_layers(module: nn.Module) -> list[nn.Module]:
@@ -101,22 +112,28 @@ def prunable_layers(module: nn.Module) -> list[nn.Module]:
     return [layer for layer in module.modules() if isinstance(layer, (nn.Conv2d, nn.Linear))]
 
 
-@contextlib.contextmanager
-def zeros_kept(module: nn.Module) -> Iterator[None]:
-    """Mask every prunable weight at its zeros while training, so fine-tuning never revives a pruned weight.
+@dataclass(frozen=True)
+class ZeroMasks:
+    """Where the pruned (exactly zero) weights are, so training can put them back to zero after every step.
 
-    A dense trained layer has no weight that is exactly zero, so it is left unmasked.
+    Re-zeroing after the optimizer step, rather than masking in forward(), works the same
+    whether a layer is called directly or through a wrapper such as QAT's fake quantization.
     """
-    from torch.nn.utils import prune
 
-    masked = [layer for layer in prunable_layers(module) if bool((layer.weight == 0).any())]
-    for layer in masked:
-        prune.custom_from_mask(layer, "weight", layer.weight.detach() != 0)
-    try:
-        yield
-    finally:
-        for layer in masked:
-            prune.remove(layer, "weight")
+    masks: tuple[tuple[Tensor, Tensor], ...]  # (weight, 1 where the weight is kept)
+
+    def reapply(self) -> None:
+        import torch
+
+        with torch.no_grad():
+            for weight, kept in self.masks:
+                weight.mul_(kept)
+
+
+def zero_masks(module: nn.Module) -> ZeroMasks:
+    """The zeros of every prunable weight; a dense trained layer has none exactly zero and gets no mask."""
+    weights = [layer.weight for layer in prunable_layers(module)]
+    return ZeroMasks(tuple((w, (w != 0).to(w.dtype)) for w in weights if bool((w == 0).any())))
 
 
 def accuracy(module: nn.Module, x: Tensor, y: Tensor) -> float:
