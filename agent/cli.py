@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 from agent import PROTOCOL_VERSION, __version__
+from agent.security import SecurityConfigError, load_tls_dir, load_token, server_credentials
 from agent.server import AgentService, make_server
 from agent.store import ArtifactStore
 
@@ -32,8 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="where artifacts are stored, named by sha256")
     serve.add_argument("--max-cache-mb", type=int, default=4096, help="artifact cache cap (LRU eviction)")
     serve.add_argument("--max-artifact-mb", type=int, default=1024, help="largest single upload accepted")
+    serve.add_argument("--tls-dir", type=Path, default=None,
+                       help="serve mutual TLS with ca.crt, agent.crt, agent.key from here (edgefarm provision)")
+    serve.add_argument("--token-file", type=Path, default=None,
+                       help="require the per-farm token on every call (the minimum off loopback without TLS)")
     serve.add_argument("--insecure-plaintext", action="store_true",
-                       help="allow plaintext gRPC on a non-loopback address (trusted lab networks only)")
+                       help="allow plaintext (token-protected) gRPC off loopback: trusted lab networks only")
     return parser
 
 
@@ -46,13 +51,26 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _plaintext_refusal(args: argparse.Namespace) -> str | None:
+    """Off loopback: mutual TLS, or at the very least a token plus an explicit --insecure-plaintext."""
+    if _is_loopback(args.host) or args.tls_dir:
+        return None
+    if args.token_file and args.insecure_plaintext:
+        return None
+    return (f"refusing unauthenticated plaintext gRPC on non-loopback address {args.host}; "
+            "pass --tls-dir (mutual TLS, installed by 'edgefarm provision'), or --token-file with "
+            "--insecure-plaintext on a trusted lab network, or bind 127.0.0.1")
+
+
 def serve(args: argparse.Namespace) -> int:
-    if not _is_loopback(args.host) and not args.insecure_plaintext:
-        print(f"edgefarm-agent: refusing plaintext gRPC on non-loopback address {args.host}; "
-              "bind 127.0.0.1, or pass --insecure-plaintext on a trusted network", file=sys.stderr)
+    refusal = _plaintext_refusal(args)
+    if refusal:
+        print(f"edgefarm-agent: {refusal}", file=sys.stderr)
         return 2
+    credentials = server_credentials(load_tls_dir(args.tls_dir)) if args.tls_dir else None
+    token = load_token(args.token_file) if args.token_file else None
     store = ArtifactStore(args.cache_dir, args.max_cache_mb << 20, args.max_artifact_mb << 20)
-    server, port = make_server(AgentService(store), args.host, args.port)
+    server, port = make_server(AgentService(store), args.host, args.port, credentials=credentials, token=token)
     server.start()
     # The first stdout line is read by the controller's LocalAgent to learn the port.
     print(f"edgefarm-agent {__version__} listening on {args.host}:{port} pid {os.getpid()}", flush=True)
@@ -68,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return serve(args)
-    except OSError as exc:
+    except (OSError, SecurityConfigError) as exc:
         print(f"edgefarm-agent: {exc}", file=sys.stderr)
         return 2
 

@@ -15,6 +15,7 @@ from protos import agent_pb2_grpc as pb_grpc
 from agent import __version__
 from agent.describe import describe
 from agent.pb import failure_event
+from agent.security import TokenInterceptor
 from agent.store import ArtifactError, ArtifactStore, validate_sha256
 from agent.worker import run_in_worker
 
@@ -110,13 +111,17 @@ class AgentService(pb_grpc.AgentServicer):
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 
 
-def make_server(service: AgentService, host: str, port: int, workers: int = 8) -> tuple:
-    """Bind (port 0 = ephemeral) and return (server, bound_port); not started yet."""
+def make_server(service: AgentService, host: str, port: int, workers: int = 8,
+                credentials: grpc.ServerCredentials | None = None, token: str | None = None) -> tuple:
+    """Bind (port 0 = ephemeral) and return (server, bound_port); not started yet.
+    credentials: mutual TLS; token: every call must carry the farm token."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers),
+                         interceptors=[TokenInterceptor(token)] if token else None,
                          options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                                   ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
     pb_grpc.add_AgentServicer_to_server(service, server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    address = f"{host}:{port}"
+    bound = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     if bound == 0:
         raise OSError(f"cannot listen on {host}:{port} (address in use or not local)")
     return server, bound

@@ -1,6 +1,8 @@
-"""Recipes turn a float32 ONNX model into a variant: fp32, fp16, int8-dynamic, int8-static.
+"""Recipes turn a float32 ONNX model into a variant: fp32, fp16, int8-dynamic, int8-static, and chains.
 
-Each recipe is one entry in an explicit registry. `compress` runs a recipe once
+Each recipe is one entry in an explicit registry. A chain (compressors.chains) is a recipe
+too: PyTorch steps such as pruning and fine-tuning, then at most one of the single-step
+recipes; the built-in ones are registered by name, and a one-line chain is accepted as is. `compress` runs a recipe once
 per (model, recipe, parameters, data) and caches the result: the artifact plus
 a JSON record of what it is, beside it, published in one atomic rename.
 """
@@ -8,15 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from compressors import quantize
+from compressors import chains, quantize
 from compressors.cache import sha256_file, staged_directory
 from compressors.calibration import calibration_reader
 from compressors.errors import BadModelError, CalibrationDataError, RecipeParamsError, UnknownRecipeError
@@ -24,11 +28,13 @@ from compressors.models.bundle import ModelBundle
 from compressors.progress import ProgressFn, report
 
 __all__ = [
-    "RECIPES", "CalibrationDataError", "Recipe", "RecipeJob", "RecipeParamsError", "UnknownRecipeError",
-    "Variant", "compress", "recipe_names",
+    "RECIPES", "CalibrationDataError", "Recipe", "RecipeJob", "RecipeOutcome", "RecipeParamsError",
+    "UnknownRecipeError", "Variant", "chain_recipe", "compress", "get_recipe", "recipe_names", "recipes_from_file",
 ]
 
-CACHE_FORMAT = 1  # bump when a recipe's output for the same inputs changes, so old entries are not reused
+# Bump when a recipe's output for the same inputs changes, so old entries are not reused.
+# 2: records carry stats and steps (chains of PyTorch and ONNX steps).
+CACHE_FORMAT = 2
 ARTIFACT = "model.onnx"
 RECORD = "variant.json"
 
@@ -38,7 +44,10 @@ class Variant:
     """One compressed model in the cache: the artifact and what is known about it.
 
     params holds every parameter, defaults filled in; duration_s is the time the
-    recipe took when it ran (a cache hit returns the original figure).
+    recipe took when it ran (a cache hit returns the original figure). A chain adds
+    stats (params, nonzero_params, sparsity, macs, each _before and _after its PyTorch
+    steps) and steps (each step's name, params and duration_s; a PyTorch step's accuracy
+    and stats too).
     """
 
     model: str
@@ -49,6 +58,8 @@ class Variant:
     sha256: str
     accuracy: float | None
     duration_s: float
+    stats: Mapping[str, float] = field(default_factory=dict)
+    steps: tuple[Mapping[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -60,16 +71,31 @@ class RecipeJob:
     work_dir: Path
     out: Path
     progress: ProgressFn | None
+    cache_dir: Path | None = None  # where a chain caches its intermediate PyTorch stages
+
+
+@dataclass(frozen=True)
+class RecipeOutcome:
+    """What a recipe reports beyond its artifact (a chain's; single-step recipes return None)."""
+
+    stats: Mapping[str, float] = field(default_factory=dict)
+    steps: tuple[Mapping[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """A named way to compress; `choices` maps each parameter to its accepted values, default first."""
+    """A named way to compress; `choices` maps each parameter to its accepted values, default first.
+
+    spec is a chain's steps in full (chains.Chain.text), part of the cache identity; a recipe
+    that uses_torch needs the model's PyTorch source (ModelBundle.torch_source).
+    """
 
     name: str
-    run: Callable[[RecipeJob], None]
+    run: Callable[[RecipeJob], RecipeOutcome | None]
     choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     uses_calibration: bool = False
+    spec: str = ""
+    uses_torch: bool = False
 
     def resolve(self, params: Mapping[str, str] | None) -> dict[str, str]:
         """Every parameter with defaults filled in, or RecipeParamsError naming the valid choices."""
@@ -145,31 +171,69 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
+def onnx_steps() -> dict[str, Recipe]:
+    """The single-step recipes: the ONNX-level steps a chain may end with."""
+    return {name: recipe for name, recipe in RECIPES.items() if not recipe.spec}
+
+
+def chain_recipe(chain: chains.Chain) -> Recipe:
+    """A checked chain as a recipe: compress() caches it by its full steps like any other."""
+    last = RECIPES[chain.onnx_step.name] if chain.onnx_step else None
+    return Recipe(
+        chain.name, partial(chains.run_chain, chain, last), uses_calibration=bool(last and last.uses_calibration),
+        spec=chain.text, uses_torch=bool(chain.torch_steps),
+    )
+
+
+# The built-in chains follow the single steps they are made of.
+RECIPES.update(
+    (name, chain_recipe(chains.parse_chain(text, onnx_steps(), name, source=f"built-in recipe {name}")))
+    for name, text in chains.NAMED_CHAINS.items()
+)
+
+
 def recipe_names() -> list[str]:
-    """The recipe names, from least to most compressed."""
+    """The recipe names: single steps from least to most compressed, then the built-in chains."""
     return list(RECIPES)
+
+
+def get_recipe(name: str) -> Recipe:
+    """A registered recipe, or a one-line chain such as 'structured-prune(0.5) -> finetune -> int8-static'."""
+    if name in RECIPES:
+        return RECIPES[name]
+    if chains.looks_like_chain(name):
+        return chain_recipe(chains.parse_chain(name, onnx_steps()))
+    raise UnknownRecipeError(f"unknown recipe {name!r}; valid recipes: {', '.join(recipe_names())}")
+
+
+def recipes_from_file(path: Path) -> dict[str, Recipe]:
+    """The recipes of a YAML recipe file (docs/recipes.md), checked; chains.ChainError names file and line."""
+    loaded = chains.load_chain_file(path, onnx_steps(), taken=tuple(RECIPES))
+    return {name: chain_recipe(chain) for name, chain in loaded.items()}
 
 
 def compress(
     bundle: ModelBundle,
-    recipe: str,
+    recipe: str | Recipe,
     cache_dir: Path,
     params: Mapping[str, str] | None = None,
     progress: ProgressFn | None = None,
 ) -> Variant:
-    """The variant of `bundle` made by `recipe`, from the cache under `cache_dir` or made now and cached."""
-    chosen = RECIPES.get(recipe)
-    if chosen is None:
-        raise UnknownRecipeError(f"unknown recipe {recipe!r}; valid recipes: {', '.join(recipe_names())}")
+    """The variant of `bundle` made by `recipe` (a name, a one-line chain or a Recipe, e.g. from
+    recipes_from_file), from the cache under `cache_dir` or made now and cached."""
+    chosen = recipe if isinstance(recipe, Recipe) else get_recipe(recipe)
     resolved = chosen.resolve(params)
     if not bundle.onnx_path.is_file():
         raise BadModelError(f"model file {bundle.onnx_path} of {bundle.name} does not exist; check the path")
+    if chosen.uses_torch and bundle.torch_source is None:
+        raise BadModelError(f"recipe {chosen.name} has PyTorch steps, but {bundle.name} has no PyTorch source "
+                            f"(a model given as an ONNX file); use ONNX-level recipes: {', '.join(onnx_steps())}")
     inputs = _inputs_identity(bundle, chosen, resolved)
     entry = Path(cache_dir) / "variants" / _entry_name(chosen, inputs)
     if not _is_cached(entry):
         shutil.rmtree(entry, ignore_errors=True)  # an entry damaged after it was published
         with staged_directory(entry) as staging:
-            job = RecipeJob(bundle, resolved, staging / "work", staging / ARTIFACT, progress)
+            job = RecipeJob(bundle, resolved, staging / "work", staging / ARTIFACT, progress, Path(cache_dir))
             _make_variant(job, chosen, inputs)
     return replace(_read_variant(entry), model=bundle.name)
 
@@ -177,17 +241,26 @@ def compress(
 def _inputs_identity(bundle: ModelBundle, recipe: Recipe, params: Mapping[str, str]) -> dict[str, Any]:
     # The data files belong to the identity: other calibration data makes another model,
     # other evaluation data another accuracy.
-    return {
+    identity = {
         "format": CACHE_FORMAT, "recipe": recipe.name, "params": dict(params),
         "model_sha256": sha256_file(bundle.onnx_path), "metric": bundle.metric,
         "calib_sha256": _sha256_if_file(bundle.calib_npz) if recipe.uses_calibration else None,
         "eval_sha256": _sha256_if_file(bundle.eval_npz),
     }
+    if recipe.spec:
+        identity["spec"] = recipe.spec
+    if recipe.uses_torch:
+        from compressors.torch_steps.stages import source_digest
+
+        identity["torch_source"] = source_digest(bundle)  # weights and training data
+    return identity
 
 
 def _entry_name(recipe: Recipe, inputs: Mapping[str, Any]) -> str:
     digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
-    return f"{recipe.name}-{digest[:24]}"
+    # A one-line chain's name has spaces, parentheses and arrows: keep a file-name-safe prefix of it.
+    prefix = re.sub(r"[^A-Za-z0-9._-]+", "-", recipe.name).strip("-.")[:48]
+    return f"{prefix}-{digest[:24]}"
 
 
 def _sha256_if_file(path: Path | None) -> str | None:
@@ -206,7 +279,7 @@ def _is_cached(entry: Path) -> bool:
 def _make_variant(job: RecipeJob, recipe: Recipe, inputs: Mapping[str, Any]) -> None:
     job.work_dir.mkdir()
     started = time.perf_counter()
-    recipe.run(job)
+    outcome = recipe.run(job) or RecipeOutcome()
     duration_s = time.perf_counter() - started
     shutil.rmtree(job.work_dir)
     accuracy = _measure_accuracy(job.bundle, job.out, job.progress)
@@ -214,9 +287,14 @@ def _make_variant(job: RecipeJob, recipe: Recipe, inputs: Mapping[str, Any]) -> 
         "model": job.bundle.name, "recipe": recipe.name, "params": dict(job.params), "file": job.out.name,
         "size_bytes": job.out.stat().st_size, "sha256": sha256_file(job.out), "accuracy": accuracy,
         "duration_s": round(duration_s, 6), "inputs": dict(inputs), "created_unix": round(time.time(), 3),
-        "versions": {name: _version(name) for name in ("onnx", "onnxruntime", "onnxconverter-common")},
+        "versions": {name: _version(name) for name in _VERSIONED + (_TORCH_VERSIONED if recipe.uses_torch else ())},
+        "stats": dict(outcome.stats), "steps": list(outcome.steps),
     }
     (job.out.parent / RECORD).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+
+_VERSIONED = ("onnx", "onnxruntime", "onnxconverter-common")
+_TORCH_VERSIONED = ("torch", "torch-pruning")
 
 
 def _measure_accuracy(bundle: ModelBundle, artifact: Path, progress: ProgressFn | None) -> float | None:
@@ -242,5 +320,5 @@ def _read_variant(entry: Path) -> Variant:
     return Variant(
         model=record["model"], recipe=record["recipe"], params=record["params"], path=entry / record["file"],
         size_bytes=record["size_bytes"], sha256=record["sha256"], accuracy=record["accuracy"],
-        duration_s=record["duration_s"],
+        duration_s=record["duration_s"], stats=record.get("stats", {}), steps=tuple(record.get("steps", ())),
     )

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import grpc
 
+from controller.security import ChannelSecurity, security_for
 from protos import agent_pb2 as pb
 from protos import agent_pb2_grpc as pb_grpc
 
@@ -32,10 +33,18 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+_CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 << 20)]
+
+
 class AgentClient:
-    def __init__(self, name: str, address: str, connect_timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    def __init__(self, name: str, address: str, connect_timeout_s: float = CONNECT_TIMEOUT_S,
+                 security: ChannelSecurity | None = None) -> None:
+        """security: None picks by address (plaintext on loopback, mutual TLS elsewhere)."""
         self.name, self.address = name, address
-        self._channel = grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", 64 << 20)])
+        self._security = security or security_for(address)
+        self._metadata = self._security.metadata()
+        self._channel = grpc.secure_channel(address, self._security.credentials(), options=_CHANNEL_OPTIONS) \
+            if self._security.tls else grpc.insecure_channel(address, options=_CHANNEL_OPTIONS)
         self._stub = pb_grpc.AgentStub(self._channel)
         self._connect_timeout_s = connect_timeout_s
 
@@ -69,7 +78,8 @@ class AgentClient:
 
     def benchmark(self, spec: pb.BenchmarkSpec) -> Iterator[pb.BenchmarkEvent]:
         try:
-            yield from self._stub.Benchmark(spec, timeout=(spec.timeout_seconds or 600) + 60)
+            yield from self._stub.Benchmark(spec, timeout=(spec.timeout_seconds or 600) + 60,
+                                            metadata=self._metadata)
         except grpc.RpcError as exc:
             raise self._translate(exc) from None
 
@@ -78,7 +88,7 @@ class AgentClient:
 
     def _call(self, method, request, timeout: float):
         try:
-            return method(request, timeout=timeout)
+            return method(request, timeout=timeout, metadata=self._metadata)
         except grpc.RpcError as exc:
             raise self._translate(exc) from None
 
@@ -110,9 +120,13 @@ def _chunks(path: Path, sha256: str, on_bytes: Callable[[int], None] | None) -> 
 class AsyncAgentClient:
     """The grpc.aio twin of AgentClient, for fanning jobs out to many boards at once."""
 
-    def __init__(self, name: str, address: str, connect_timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    def __init__(self, name: str, address: str, connect_timeout_s: float = CONNECT_TIMEOUT_S,
+                 security: ChannelSecurity | None = None) -> None:
         self.name, self.address = name, address
-        self._channel = grpc.aio.insecure_channel(address, options=[("grpc.max_receive_message_length", 64 << 20)])
+        security = security or security_for(address)
+        self._metadata = security.metadata()
+        self._channel = grpc.aio.secure_channel(address, security.credentials(), options=_CHANNEL_OPTIONS) \
+            if security.tls else grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
         self._stub = pb_grpc.AgentStub(self._channel)
         self._connect_timeout_s = connect_timeout_s
 
@@ -123,21 +137,23 @@ class AsyncAgentClient:
             raise AgentUnreachableError(
                 f"device {self.name!r}: no agent answered at {self.address} within {self._connect_timeout_s:g} s"
             ) from None
-        return await self._call(self._stub.Describe(pb.DescribeRequest(), timeout=30))
+        return await self._call(self._stub.Describe(pb.DescribeRequest(), timeout=30, metadata=self._metadata))
 
     async def health(self) -> pb.HealthStatus:
-        return await self._call(self._stub.Health(pb.HealthRequest(), timeout=10))
+        return await self._call(self._stub.Health(pb.HealthRequest(), timeout=10, metadata=self._metadata))
 
     async def ensure_uploaded(self, path: Path, sha256: str) -> int:
-        reply = await self._call(self._stub.HasArtifacts(pb.HasArtifactsRequest(sha256=[sha256]), timeout=30))
+        request = pb.HasArtifactsRequest(sha256=[sha256])
+        reply = await self._call(self._stub.HasArtifacts(request, timeout=30, metadata=self._metadata))
         if sha256 in reply.present:
             return 0
-        ref = await self._call(self._stub.UploadArtifact(_async_chunks(path, sha256), timeout=600))
-        return ref.bytes_received
+        upload = self._stub.UploadArtifact(_async_chunks(path, sha256), timeout=600, metadata=self._metadata)
+        return (await self._call(upload)).bytes_received
 
     async def benchmark(self, spec: pb.BenchmarkSpec) -> AsyncIterator[pb.BenchmarkEvent]:
         try:
-            async for event in self._stub.Benchmark(spec, timeout=(spec.timeout_seconds or 600) + 60):
+            call = self._stub.Benchmark(spec, timeout=(spec.timeout_seconds or 600) + 60, metadata=self._metadata)
+            async for event in call:
                 yield event
         except grpc.RpcError as exc:
             raise translate_rpc_error(self.name, self.address, exc) from None

@@ -29,6 +29,7 @@ import paramiko
 from controller.ca import CaError, FarmCa, issue_agent_cert, load_ca, read_token, save_issued
 from controller.client import AgentClient, AgentUnreachableError
 from controller.inventory import Device
+from controller.security import security_for
 
 SERVICE_NAME = "edgefarm-agent"
 DISTRIBUTION = "edgefarm"
@@ -536,7 +537,7 @@ def _install(board: Board, device: Device, paths: BoardPaths, ca: FarmCa, servic
     install_tls(board, device, paths, ca)
     service.install(board, agent_command(device, paths))
     service.start(board)
-    agent_version = verify_agent(board, device, service)
+    agent_version = verify_agent(board, device, service, ca)
     action = "upgraded" if old_version is not None else "installed"
     return ProvisionReport(device.name, action, old_version, wheel_version(settings.wheel), agent_version,
                            service.label)
@@ -553,13 +554,14 @@ def _keep_installed(board: Board, device: Device, paths: BoardPaths, ca: FarmCa,
         service.stop(board)
         service.install(board, agent_command(device, paths))
         service.start(board)
-    agent_version = verify_agent(board, device, service)
+    agent_version = verify_agent(board, device, service, ca)
     return ProvisionReport(device.name, "unchanged", old_version, old_version, agent_version, service.label)
 
 
-def verify_agent(board: Board, device: Device, service: Service) -> str:
-    """Describe over gRPC, as the controller will call it; returns the agent's version."""
-    client = AgentClient(device.name, device.address, connect_timeout_s=VERIFY_TIMEOUT_S)
+def verify_agent(board: Board, device: Device, service: Service, ca: FarmCa) -> str:
+    """Describe over gRPC, as the controller will call it (mutual TLS off loopback); returns the version."""
+    security = security_for(device.address, ca.directory)
+    client = AgentClient(device.name, device.address, connect_timeout_s=VERIFY_TIMEOUT_S, security=security)
     try:
         return client.connect().agent_version
     except AgentUnreachableError as error:

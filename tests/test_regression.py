@@ -162,7 +162,8 @@ def test_junit_xml_parses_with_the_right_counts_and_numbers(tmp_path):
     path = tmp_path / "ci" / "regressions.xml"
     write_junit(_verdicts_for_junit(), path)
     suite = ET.parse(path).getroot().find("testsuite")
-    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped"), suite.get("errors")) == ("4", "1", "1", "0")
+    counts = [suite.get(name) for name in ("tests", "failures", "skipped", "errors")]
+    assert counts == ["4", "1", "1", "0"]
     cases = suite.findall("testcase")
     assert [c.get("classname") for c in cases] == ["m0.int8", "m1.int8", "m2.int8", "m3.int8"]
     assert len(suite.findall("testcase/failure")) == 1 and len(suite.findall("testcase/skipped")) == 1

@@ -72,7 +72,9 @@ def _channel_scales(weight: torch.Tensor) -> torch.Tensor:
     return (magnitudes / INT8_MAX).clamp(min=_TINY_SCALE)
 
 
-def qat(model: TorchModel, params: Mapping[str, ParamValue], data: TrainData, progress: ProgressFn | None) -> TorchModel:
+def qat(
+    model: TorchModel, params: Mapping[str, ParamValue], data: TrainData, progress: ProgressFn | None
+) -> TorchModel:
     """The model with fake quantization, calibrated and fine-tuned for `epochs` at peak learning rate `lr`."""
     quantized = prepare(model.module)
     calibrate(quantized, data.x[:CALIBRATION_SAMPLES], progress)

@@ -112,7 +112,7 @@ def _run_stage(
 
     with deterministic_torch(torch):
         record = _train_and_export(bundle, step, params, out_dir, progress)
-    record["accuracy"] = _accuracy(bundle, out_dir / ONNX, progress)
+    record["accuracy"] = _accuracy(bundle, out_dir / ONNX)
     record["sizes"] = {name: (out_dir / name).stat().st_size for name in (ONNX, WEIGHTS)}
     (out_dir / RECORD).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
 
@@ -154,10 +154,28 @@ def _export(
     report(progress, "export", 1.0)
 
 
-def _accuracy(bundle: ModelBundle, onnx_path: Path, progress: ProgressFn | None) -> float | None:
+def _accuracy(bundle: ModelBundle, onnx_path: Path) -> float | None:
     # Each stage's own accuracy: where a chain loses accuracy, and how much fine-tuning wins back.
     if bundle.eval_npz is None:
         return None
     from compressors.evaluate import METRICS
 
     return METRICS[bundle.metric](onnx_path, bundle.eval_npz)
+
+
+def distilled_model(
+    bundle: ModelBundle, cache_dir: Path, width: float = 0.35, progress: ProgressFn | None = None
+) -> ModelBundle:
+    """The distillation student of `bundle` as a model of its own: every recipe applies to it.
+
+    It is the `distill` stage's result (cached like any stage), named after its teacher and width.
+    """
+    from compressors.errors import RecipeParamsError
+
+    step = TORCH_STEPS["distill"]
+    params = {param.name: param.default for param in step.params} | {"width": width}
+    problem = next(param.check(width) for param in step.params if param.name == "width")
+    if problem:
+        raise RecipeParamsError(f"step distill: width={width} {problem}")
+    (stage,) = run_torch_steps(bundle, [("distill", params)], cache_dir, progress)
+    return replace(stage.bundle, name=f"{bundle.name}-student-w{width:g}")

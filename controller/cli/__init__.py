@@ -5,10 +5,10 @@ import argparse
 import sys
 
 from controller import __version__
-from controller.cli import demo, devices, nightly, report, run
+from controller.cli import ca, demo, devices, nightly, provision, report, run
 from controller.cli.common import CliError
 
-SUBCOMMANDS = (demo, run, report, devices, nightly)
+SUBCOMMANDS = (demo, run, report, devices, nightly, provision, ca)
 EXAMPLES = """examples:
   edgefarm demo                                   # digits-cnn × 4 recipes on a local agent
   edgefarm run digits-cnn --local --recipe int8-static
