@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,7 @@ class ModelBundle:
 
     name: str
     onnx_path: Path
-    calib_npz: Optional[Path]
-    eval_npz: Optional[Path]
+    calib_npz: Path | None
+    eval_npz: Path | None
     metric: str
-    torch_source: Optional[TorchSource] = None
+    torch_source: TorchSource | None = None

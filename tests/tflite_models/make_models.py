@@ -53,7 +53,8 @@ class BenchConvNet(tf.Module):
     def __init__(self, rng: np.random.Generator) -> None:
         super().__init__()
         widths = (3, 16, 32, 64)
-        self.kernels = [tf.constant(rng.normal(0, 0.2, (3, 3, a, b)), tf.float32) for a, b in zip(widths, widths[1:])]
+        self.kernels = [tf.constant(rng.normal(0, 0.2, (3, 3, a, b)), tf.float32)
+                        for a, b in zip(widths[:-1], widths[1:], strict=True)]
         self.weights = tf.constant(rng.normal(0, 0.2, (widths[-1], CLASSES)), tf.float32)
 
     @tf.function(input_signature=[tf.TensorSpec([1, 96, 96, 3], tf.float32, name="image")])
