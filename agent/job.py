@@ -15,7 +15,7 @@ from agent import __version__
 from agent.backends import UnknownBackendError, get_backend
 from agent.backends.base import BackendOptions, BackendUnavailableError, BadInputError, Engine
 from agent.fingerprint import collect_fingerprint
-from agent.measure import Measurement, MeasurePolicy, WarmupPolicy, make_inputs, measure, warm_up
+from agent.measure import Measurement, MeasurePolicy, WarmupPolicy, make_inputs, measure, measure_streams, warm_up
 from agent.pb import failure_event, fingerprint_to_pb, power_to_pb, progress_event, stats_to_pb
 from agent.sensors import probe
 from agent.sensors.monitor import PowerMonitor, PowerSummary
@@ -30,7 +30,9 @@ class Job:
         self.spec, self.artifact_path, self.eval_path, self.emit = spec, artifact_path, eval_path, emit
         self.options = BackendOptions(threads=spec.threads, execution_provider=spec.execution_provider,
                                       delegate=spec.delegate, precision=spec.precision,
-                                      batch_size=max(spec.batch_size, 1), engine_cache_dir=engine_cache_dir)
+                                      batch_size=max(spec.batch_size, 1), engine_cache_dir=engine_cache_dir,
+                                      dla_core=spec.dla_core if spec.HasField("dla_core") else -1,
+                                      sparsity=spec.sparsity, cuda_graph=spec.cuda_graph)
 
     def run(self) -> None:
         try:
@@ -47,17 +49,26 @@ class Job:
         env_start = collect_fingerprint()
         with power_monitoring() as monitor:  # idle baseline first, before the model loads
             engine, load_ms = self._load()
+            extra: list[Engine] = []
             try:
                 feeds = make_inputs(engine.inputs, self.options.batch_size, self.spec.seed)
                 first_ms = self._first_inference(engine, feeds)
-                result = self._measure(engine, feeds, monitor)
+                extra = self._stream_engines()
+                result = self._measure([engine, *extra], feeds, monitor)
                 self._accuracy(engine, result)
             finally:
-                engine.close()
+                for e in [engine, *extra]:
+                    e.close()
         result.load_ms, result.first_inference_ms = load_ms, first_ms
         result.environment.CopyFrom(fingerprint_to_pb(env_start, collect_fingerprint(), __version__))
+        result.environment.versions[self.spec.backend] = get_backend(self.spec.backend).version() or "unknown"
         result.peak_rss_bytes = _peak_rss_bytes()
         return result
+
+    def _stream_engines(self) -> list[Engine]:
+        """Throughput mode: one more engine per extra stream (interpreters are not thread-safe)."""
+        backend = get_backend(self.spec.backend)
+        return [backend.load(self.artifact_path, self.options) for _ in range(max(self.spec.streams, 1) - 1)]
 
     def _load(self):
         self.emit(progress_event("load", 0.0))
@@ -76,18 +87,20 @@ class Job:
                                 f"{_first_line(exc)}") from exc
         return (time.perf_counter_ns() - start) / 1e6
 
-    def _measure(self, engine: Engine, feeds, monitor: PowerMonitor | None) -> pb.Result:
+    def _measure(self, engines: list[Engine], feeds, monitor: PowerMonitor | None) -> pb.Result:
         self.emit(progress_event("warmup", 0.0))
-        warmups = warm_up(engine, feeds, _warmup_policy(self.spec.warmup))
+        warmups = sum(warm_up(e, feeds, _warmup_policy(self.spec.warmup)) for e in engines)
         if monitor is not None:
             monitor.start()
-        m = measure(engine, feeds, _measure_policy(self.spec.measure),
-                    lambda phase, frac: self.emit(progress_event(phase, frac)))
+        report = lambda phase, frac: self.emit(progress_event(phase, frac))  # noqa: E731
+        policy = _measure_policy(self.spec.measure)
+        m = measure(engines[0], feeds, policy, report) if len(engines) == 1 else \
+            measure_streams(engines, feeds, policy, report)
         power = None
         if monitor is not None:
             monitor.stop()
             power = monitor.summary(self.options.batch_size * len(m.samples_ns))  # energy per image
-        return self._result(engine, m, warmups, power)
+        return self._result(engines[0], m, warmups, power)
 
     def _result(self, engine: Engine, m: Measurement, warmups: int,
                 power: PowerSummary | None) -> pb.Result:
@@ -95,7 +108,8 @@ class Job:
         r = pb.Result(job_id=self.spec.job_id, backend=self.spec.backend, provider=engine.provider,
                       samples_ns=m.samples_ns, latency=stats_to_pb(m.samples_ns),
                       compute_separable=engine.compute_separable, fps=batch * len(m.samples_ns) / m.wall_seconds,
-                      measure_seconds=m.wall_seconds, warmup_iterations=warmups, batch_size=batch, streams=1,
+                      measure_seconds=m.wall_seconds, warmup_iterations=warmups, batch_size=batch,
+                      streams=max(self.spec.streams, 1),
                       # LiteRT builds nothing and leaves these out (see Engine in backends/base.py)
                       engine_build_ms=getattr(engine, "build_ms", 0.0),
                       engine_cache_hit=getattr(engine, "cache_hit", False))

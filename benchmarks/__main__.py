@@ -44,11 +44,18 @@ def demo_wall_time(cache: Path) -> list[Figure]:
     return demo_figures(cache / "demo-cache")
 
 
+def regression_verdicts(cache: Path) -> list[Figure]:
+    from benchmarks.regression_verdicts import regression_figures
+
+    return regression_figures(cache)
+
+
 BENCHMARKS: dict[str, Callable[[Path], list[Figure]]] = {
     "P5": demo_wall_time,
     "P1": p1_onnxruntime,
     "P1-tflite": p1_litert,
     "R-cv+P3": repeatability,
+    "P7": regression_verdicts,
 }
 
 

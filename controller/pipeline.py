@@ -42,6 +42,7 @@ class MeasureSettings:
     max_seconds: float = 60.0
     timeout_seconds: float = 600.0
     batch_size: int = 1
+    streams: int = 1                  # throughput mode: concurrent streams on the board
 
 
 @dataclass(frozen=True)
@@ -213,4 +214,5 @@ def build_spec(job: JobRecord, plan: RunPlan, eval_sha: str) -> pb.BenchmarkSpec
                                                         min_seconds=m.warmup_seconds),
         measure=pb.MeasurePolicy(min_iterations=m.min_iterations, min_seconds=m.min_seconds,
                                  max_iterations=m.max_iterations, max_seconds=m.max_seconds),
-        timeout_seconds=m.timeout_seconds, eval_artifact_sha256=eval_sha, seed=0)
+        timeout_seconds=m.timeout_seconds, eval_artifact_sha256=eval_sha, seed=0, streams=m.streams,
+        **({"dla_core": choice.dla_core} if choice.dla_core is not None else {}))

@@ -18,7 +18,7 @@ class Outcome(StrEnum):
     UNCHANGED = "unchanged"
     SUSPECT = "suspect"            # regressed on the first pass; re-run once on a fresh lease to confirm
     REGRESSED = "regressed"        # confirmed by the re-run
-    INCOMPARABLE = "incomparable"  # environment differed, too few samples, or the re-run disagreed
+    INCOMPARABLE = "incomparable"  # not judged: environment differed, too few samples or too noisy
 
 
 @dataclass(frozen=True)
@@ -202,4 +202,8 @@ def _classify(ratio: float, low: float, high: float, min_effect: float) -> tuple
         return Outcome.IMPROVED, f"median {ratio - 1:+.1%}, interval below 1"
     if low > 1 or high < 1:
         return Outcome.UNCHANGED, f"median {ratio - 1:+.1%}: significant but under the {min_effect:.0%} threshold"
+    if high >= 1 + min_effect or low <= 1 - min_effect:
+        # Calling this unchanged would vouch for a run that could not have shown a threshold-sized change.
+        return Outcome.INCOMPARABLE, (f"too noisy to judge: median {ratio - 1:+.1%}, interval [{low:.4f}, "
+                                      f"{high:.4f}] holds both no change and a {min_effect:.0%} change")
     return Outcome.UNCHANGED, f"median {ratio - 1:+.1%}: within noise (interval [{low:.4f}, {high:.4f}] holds 1)"

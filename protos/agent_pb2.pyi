@@ -103,7 +103,7 @@ class MeasurePolicy(_message.Message):
     def __init__(self, min_iterations: _Optional[int] = ..., min_seconds: _Optional[float] = ..., max_iterations: _Optional[int] = ..., max_seconds: _Optional[float] = ...) -> None: ...
 
 class BenchmarkSpec(_message.Message):
-    __slots__ = ("job_id", "artifact_sha256", "backend", "threads", "execution_provider", "delegate", "precision", "batch_size", "warmup", "measure", "timeout_seconds", "eval_artifact_sha256", "seed", "streams")
+    __slots__ = ("job_id", "artifact_sha256", "backend", "threads", "execution_provider", "delegate", "precision", "batch_size", "warmup", "measure", "timeout_seconds", "eval_artifact_sha256", "seed", "streams", "dla_core", "sparsity", "cuda_graph")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     ARTIFACT_SHA256_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
@@ -118,6 +118,9 @@ class BenchmarkSpec(_message.Message):
     EVAL_ARTIFACT_SHA256_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     STREAMS_FIELD_NUMBER: _ClassVar[int]
+    DLA_CORE_FIELD_NUMBER: _ClassVar[int]
+    SPARSITY_FIELD_NUMBER: _ClassVar[int]
+    CUDA_GRAPH_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     artifact_sha256: str
     backend: str
@@ -132,7 +135,10 @@ class BenchmarkSpec(_message.Message):
     eval_artifact_sha256: str
     seed: int
     streams: int
-    def __init__(self, job_id: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., backend: _Optional[str] = ..., threads: _Optional[int] = ..., execution_provider: _Optional[str] = ..., delegate: _Optional[str] = ..., precision: _Optional[str] = ..., batch_size: _Optional[int] = ..., warmup: _Optional[_Union[WarmupPolicy, _Mapping]] = ..., measure: _Optional[_Union[MeasurePolicy, _Mapping]] = ..., timeout_seconds: _Optional[float] = ..., eval_artifact_sha256: _Optional[str] = ..., seed: _Optional[int] = ..., streams: _Optional[int] = ...) -> None: ...
+    dla_core: int
+    sparsity: bool
+    cuda_graph: bool
+    def __init__(self, job_id: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., backend: _Optional[str] = ..., threads: _Optional[int] = ..., execution_provider: _Optional[str] = ..., delegate: _Optional[str] = ..., precision: _Optional[str] = ..., batch_size: _Optional[int] = ..., warmup: _Optional[_Union[WarmupPolicy, _Mapping]] = ..., measure: _Optional[_Union[MeasurePolicy, _Mapping]] = ..., timeout_seconds: _Optional[float] = ..., eval_artifact_sha256: _Optional[str] = ..., seed: _Optional[int] = ..., streams: _Optional[int] = ..., dla_core: _Optional[int] = ..., sparsity: bool = ..., cuda_graph: bool = ...) -> None: ...
 
 class Progress(_message.Message):
     __slots__ = ("phase", "fraction", "message")

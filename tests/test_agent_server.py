@@ -150,3 +150,18 @@ def test_rerun_loads_the_cached_engine_and_health_counts_it(agent, tmp_path):
     assert (after.engine_builds - before.engine_builds, after.engine_cache_hits - before.engine_cache_hits,
             after.jobs_run - before.jobs_run) == (1, 1, 2)
     assert any((local.cache_dir / "engines").glob("onnxruntime-*.onnx"))  # inside the agent's own folder
+
+
+def test_throughput_mode_runs_concurrent_streams(agent, model):
+    single = _final(agent[1], _spec(model[1])).result
+    streamed = _final(agent[1], _spec(model[1], streams=2)).result
+    assert single.streams == 1 and streamed.streams == 2
+    assert streamed.latency.count == len(streamed.samples_ns) >= 50
+    assert streamed.fps > 0
+
+
+def test_result_names_the_runtime_version(agent, model):
+    import onnxruntime
+
+    versions = _final(agent[1], _spec(model[1])).result.environment.versions
+    assert versions["onnxruntime"] == onnxruntime.__version__

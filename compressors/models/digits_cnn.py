@@ -3,23 +3,27 @@
 It needs no download, trains in seconds on a laptop CPU and is large enough
 (~124k parameters) that the weights dominate the ONNX file, so quantization
 shows its real size effect. Everything is seeded: the same inputs give the
-same weights on the same machine.
+same weights on the same machine. Its weights (state_dict.pt) and training split
+(train.npz) are kept beside the ONNX file, so the torch steps (pruning, fine-tuning,
+distillation, QAT) can start from the PyTorch model; the network itself is defined
+in torch_builders.
 """
 from __future__ import annotations
 
-import contextlib
 import json
+import shutil
 import time
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from compressors.cache import staged_directory
-from compressors.models.bundle import ModelBundle
+from compressors.models.bundle import ModelBundle, TorchSource
 from compressors.progress import ProgressFn, report
+
+# Shared with the torch steps; tests/test_models.py checks it under this name.
+from compressors.torch_steps.training import deterministic_torch as _deterministic_torch
 
 NAME = "digits-cnn"
 SEED = 0
@@ -28,18 +32,33 @@ CALIB_COUNT = 200
 EPOCHS = 10
 BATCH_SIZE = 64
 PEAK_LEARNING_RATE = 5e-3  # one-cycle schedule: reaches >= 98 % for every seed tried, not just a lucky one
-OPSET = 17
+INPUT_SHAPE = (1, 1, 8, 8)
+# Bump when the files or the training change, so an older cache entry is rebuilt.
+# 2: state_dict.pt and train.npz for the torch steps.
+CACHE_FORMAT = 2
+FILES = ("model.onnx", "calib.npz", "eval.npz", "train.npz", "state_dict.pt", "training.json")
 
 
 def build(cache_dir: Path, progress: ProgressFn | None = None) -> ModelBundle:
     """Return the cached model, training and exporting it first if it is not cached yet."""
     model_dir = cache_dir / "models" / NAME
-    if not (model_dir / "model.onnx").is_file():
+    if not _is_current(model_dir):
+        shutil.rmtree(model_dir, ignore_errors=True)  # an older format, or damaged
         with staged_directory(model_dir) as staging:
             _train_and_export(staging, progress)
+    source = TorchSource(NAME, model_dir / "state_dict.pt", model_dir / "train.npz", INPUT_SHAPE)
     return ModelBundle(
-        NAME, model_dir / "model.onnx", model_dir / "calib.npz", model_dir / "eval.npz", metric="top1"
+        NAME, model_dir / "model.onnx", model_dir / "calib.npz", model_dir / "eval.npz", metric="top1",
+        torch_source=source,
     )
+
+
+def _is_current(model_dir: Path) -> bool:
+    try:
+        record = json.loads((model_dir / "training.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return record.get("cache_format") == CACHE_FORMAT and all((model_dir / name).is_file() for name in FILES)
 
 
 def load_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -59,53 +78,27 @@ def _train_and_export(out_dir: Path, progress: ProgressFn | None) -> None:
     # torch is imported here only, so using a cached model never pays its import time.
     import torch
 
+    from compressors.torch_steps.export import export_onnx
+
     with _deterministic_torch(torch):
         started = time.perf_counter()
         net = _train(torch, x_train, y_train, progress)
         train_seconds = time.perf_counter() - started
         report(progress, "export digits-cnn", 0.0)
-        _export_onnx(torch, net, out_dir / "model.onnx")
+        export_onnx(net, INPUT_SHAPE, out_dir / "model.onnx")
+        torch.save(net.state_dict(), out_dir / "state_dict.pt")
         accuracy = _torch_accuracy(torch, net, x_eval, y_eval)
     np.savez(out_dir / "calib.npz", x=x_train[:CALIB_COUNT], y=y_train[:CALIB_COUNT])
     np.savez(out_dir / "eval.npz", x=x_eval, y=y_eval)
+    np.savez(out_dir / "train.npz", x=x_train, y=y_train)
     _write_training_record(out_dir, net, train_seconds, accuracy, torch.__version__)
     report(progress, "export digits-cnn", 1.0)
 
 
-@contextlib.contextmanager
-def _deterministic_torch(torch: Any) -> Iterator[None]:
-    """Seed torch and force deterministic kernels, restoring the caller's settings afterwards.
-
-    The controller is a long-lived process: training must not leave its global
-    RNG, determinism flag or thread count changed.
-    """
-    was_deterministic, threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
-    with torch.random.fork_rng():
-        torch.manual_seed(SEED)
-        torch.use_deterministic_algorithms(True)
-        # One thread: the model is too small to gain from more, the weights then do not depend on
-        # the core count, and on a busy 2-core machine two threads made training several times slower.
-        torch.set_num_threads(1)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(threads)
-            torch.use_deterministic_algorithms(was_deterministic)
-
-
-def _network(torch: Any) -> Any:
-    nn = torch.nn
-    return nn.Sequential(
-        # Pooling right after the first conv keeps the wide convs on 4x4 maps: training takes seconds.
-        nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # 8x8 -> 4x4
-        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # 4x4 -> 2x2
-        nn.Flatten(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10),
-    )
-
-
 def _train(torch: Any, x_train: np.ndarray, y_train: np.ndarray, progress: ProgressFn | None) -> Any:
-    net = _network(torch)
+    from compressors.models.torch_builders import digits_cnn
+
+    net = digits_cnn()
     optimizer = torch.optim.Adam(net.parameters(), lr=PEAK_LEARNING_RATE)
     x, y = torch.from_numpy(x_train), torch.from_numpy(y_train)
     steps_per_epoch = -(-len(y) // BATCH_SIZE)
@@ -129,25 +122,12 @@ def _torch_accuracy(torch: Any, net: Any, x_eval: np.ndarray, y_eval: np.ndarray
     return float((predicted == y_eval).mean())
 
 
-def _export_onnx(torch: Any, net: Any, path: Path) -> None:
-    example = torch.zeros(1, 1, 8, 8)
-    # The legacy TorchScript exporter, on purpose: the dynamo one needs onnxscript, which the
-    # controller does not ship. Its deprecation notice (torch >= 2.9) is not news to our users.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "You are using the legacy TorchScript-based ONNX export",
-                                DeprecationWarning)
-        torch.onnx.export(
-            net, (example,), str(path), input_names=["input"], output_names=["logits"],
-            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-            opset_version=OPSET, dynamo=False,
-        )
-
-
 def _write_training_record(
     out_dir: Path, net: Any, train_seconds: float, accuracy: float, version: str
 ) -> None:
     record = {
-        "model": NAME, "seed": SEED, "epochs": EPOCHS, "parameters": sum(p.numel() for p in net.parameters()),
+        "model": NAME, "cache_format": CACHE_FORMAT, "seed": SEED, "epochs": EPOCHS,
+        "parameters": sum(p.numel() for p in net.parameters()),
         "train_seconds": round(train_seconds, 3), "eval_top1_torch": accuracy, "torch_version": version,
     }
     (out_dir / "training.json").write_text(json.dumps(record, indent=2) + "\n")
