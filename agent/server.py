@@ -16,10 +16,12 @@ from agent import __version__
 from agent.describe import describe
 from agent.pb import failure_event
 from agent.security import TokenInterceptor
-from agent.store import ArtifactError, ArtifactStore, validate_sha256
+from agent.store import ArtifactCorruptError, ArtifactError, ArtifactStore, StoreFullError, validate_sha256
 from agent.worker import run_in_worker
 
 DEFAULT_TIMEOUT_SECONDS = 600.0
+# Refusals that are no fault of the artifact: the controller retries them on another board.
+_UPLOAD_REFUSALS = {ArtifactCorruptError: grpc.StatusCode.DATA_LOSS, StoreFullError: grpc.StatusCode.RESOURCE_EXHAUSTED}
 
 
 class AgentService(pb_grpc.AgentServicer):
@@ -52,7 +54,7 @@ class AgentService(pb_grpc.AgentServicer):
         try:
             return self._receive(first, request_iterator)
         except ArtifactError as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            context.abort(_UPLOAD_REFUSALS.get(type(exc), grpc.StatusCode.INVALID_ARGUMENT), str(exc))
 
     def _receive(self, first: pb.ArtifactChunk, rest: Iterator[pb.ArtifactChunk]) -> pb.ArtifactRef:
         sha = validate_sha256(first.sha256)
@@ -66,6 +68,10 @@ class AgentService(pb_grpc.AgentServicer):
             for chunk in rest:
                 writer.write(chunk.data)
             writer.commit()
+        except StoreFullError:
+            writer.abort()
+            _drain(rest, first.total_size - writer.received)
+            raise
         except BaseException:
             writer.abort()
             raise
@@ -108,7 +114,17 @@ class AgentService(pb_grpc.AgentServicer):
         return status
 
 
+def _drain(chunks: Iterator[pb.ArtifactChunk], declared_left: int) -> None:
+    """Read (and drop) what the client still sends before refusing: a grpc.aio client whose upload
+    is cut off mid-stream reports "Internal error from Core" instead of the agent's reason."""
+    for chunk in chunks:
+        declared_left -= len(chunk.data)
+        if declared_left < 0:
+            return  # more than it declared: refuse now
+
+
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+MIN_PING_INTERVAL_MS = 5_000
 
 
 def make_server(service: AgentService, host: str, port: int, workers: int = 8,
@@ -118,7 +134,10 @@ def make_server(service: AgentService, host: str, port: int, workers: int = 8,
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers),
                          interceptors=[TokenInterceptor(token)] if token else None,
                          options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                                  ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
+                                  ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                                  # The controller pings every 10 s during a call to notice a cut link;
+                                  # the default (one ping per 5 min without data) would answer GOAWAY.
+                                  ("grpc.http2.min_ping_interval_without_data_ms", MIN_PING_INTERVAL_MS)])
     pb_grpc.add_AgentServicer_to_server(service, server)
     address = f"{host}:{port}"
     bound = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)

@@ -20,6 +20,14 @@ class ArtifactError(Exception):
     """An upload that cannot be accepted (bad hash, wrong size, too large, disk full)."""
 
 
+class ArtifactCorruptError(ArtifactError):
+    """The bytes that arrived do not match the declared hash or size: damaged on the way, not a bad model."""
+
+
+class StoreFullError(ArtifactError):
+    """This board's disk cannot hold the artifact: another board may."""
+
+
 def validate_sha256(sha256: str) -> str:
     if not _SHA256.match(sha256 or ""):
         raise ArtifactError(f"not a sha256 hex digest: {sha256[:80]!r}")
@@ -32,6 +40,10 @@ class ArtifactStore:
         self.max_bytes = max_bytes
         self.max_artifact_bytes = max_artifact_bytes or max_bytes
         (self.root / "tmp").mkdir(parents=True, exist_ok=True)
+        # Uploads cut off when a previous agent died: never visible, but they would fill the disk.
+        for stale in (self.root / "tmp").iterdir():
+            if stale.is_file():
+                stale.unlink()
         self.bytes_received = 0  # counted for the re-upload benchmark (P3)
 
     def path(self, sha256: str) -> Path:
@@ -100,14 +112,18 @@ class ArtifactWriter:
         try:
             self._file.write(data)
         except OSError as exc:  # ENOSPC: say so plainly, the caller aborts
-            raise ArtifactError(f"cannot store artifact on this agent: {exc.strerror}") from exc
+            raise StoreFullError(f"cannot store artifact on this agent: {exc.strerror}") from exc
 
     def commit(self) -> Path:
-        self._close()
+        try:
+            self._file.close()  # flushes the buffered tail: on a full disk a small upload fails only here
+        except OSError as exc:
+            self.abort()
+            raise StoreFullError(f"cannot store artifact on this agent: {exc.strerror}") from exc
         digest = self._hash.hexdigest()
         if self.received != self.total_size or digest != self.sha256:
             self.abort()
-            raise ArtifactError(
+            raise ArtifactCorruptError(
                 f"upload rejected: got {self.received} bytes with sha256 {digest[:16]}…, "
                 f"expected {self.total_size} bytes with sha256 {self.sha256[:16]}…")
         return self._store._commit(self._tmp, self.sha256, self.total_size)

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 NAMED_CHAINS: dict[str, str] = {
     "unstructured50-ft": "unstructured-prune(0.5) -> finetune(epochs=3)",
     "sparse24-ft": "sparse24 -> finetune(epochs=3)",
-    "qat-int8": "qat(epochs=2)",
+    "qat-int8": "qat(epochs=3)",
     "prune50-ft-int8": "structured-prune(0.5) -> finetune(epochs=3) -> int8-static",
     "distill-int8": "distill(width=0.35) -> int8-static",
 }
@@ -129,9 +129,6 @@ class _Where:
     def shifted(self, offset: int) -> _Where:
         """`offset` characters further along a one-line chain."""
         return replace(self, column=(self.column or 1) + offset)
-
-    def about(self, subject: str) -> _Where:
-        return replace(self, subject=subject)
 
     def error(self, message: str) -> ChainError:
         prefix = f"{self.subject}: " if self.subject else ""
@@ -230,8 +227,10 @@ def _checked_step(name: str, args: list[_Arg], where: _Where, onnx_steps: OnnxSt
 
 def _param_for(step: str, params: tuple[Param, ...], key: str | None, index: int, where: _Where) -> Param:
     if key is None:
+        if not params:
+            raise where.error(f"step {step} takes no parameters")
         if index >= len(params):
-            raise where.error(f"step {step} takes at most {len(params)} bare value(s); {_takes(params)}")
+            raise where.error(f"step {step} takes at most {len(params)} bare values; {_takes(params)}")
         return params[index]
     for param in params:
         if param.name == key:
@@ -295,19 +294,22 @@ def load_chain_file(path: Path | str, onnx_steps: OnnxSteps, taken: tuple[str, .
     root = _compose(_read_text(Path(path), source), source)
     if root is None:
         raise ChainError(f"{source}:1: the file is empty; it needs a top-level 'recipes:' mapping")
-    top = _entries(root, _node_where(source, root), "the top level")
-    if set(top) - {"recipes"} or "recipes" not in top:
-        odd = next((key for key in top if key != "recipes"), None)
-        at = top[odd][0] if odd else root
-        raise _node_where(source, at).error(
-            f"unknown key {odd!r}; the only top-level key is 'recipes'" if odd else "missing the top-level 'recipes:'"
-        )
-    recipes_node = top["recipes"][1]
+    recipes_node = _recipes_node(root, source)
     entries = _entries(recipes_node, _node_where(source, recipes_node), "'recipes'")
     if not entries:
         raise _node_where(source, recipes_node).error("'recipes' is empty; define at least one recipe")
     return {name: _read_recipe(name, key, value, source, onnx_steps, taken)
             for name, (key, value) in entries.items()}
+
+
+def _recipes_node(root: yaml.Node, source: str) -> yaml.Node:
+    top = _entries(root, _node_where(source, root), "the top level")
+    for key, (key_node, _) in top.items():
+        if key != "recipes":
+            raise _node_where(source, key_node).error(f"unknown key {key!r}; the only top-level key is 'recipes'")
+    if "recipes" not in top:
+        raise _node_where(source, root).error("missing the top-level 'recipes:' mapping")
+    return top["recipes"][1]
 
 
 def _read_text(path: Path, source: str) -> str:
@@ -420,9 +422,12 @@ def _read_step(node: yaml.Node, recipe: _Where, onnx_steps: OnnxSteps) -> ChainS
         if _ARROW in node.value:
             raise at.error(f"one step per list item; split {node.value!r} at '{_ARROW}'")
         return _parse_step(node.value, replace(at, line=line, column=column), onnx_steps)
-    entries = _entries(node, at, "a step") if _kind(node) == "map" else {}
-    if len(entries) != 1:
+    if _kind(node) != "map":
         raise at.error(f"a step must be 'name: {{parameter: value}}' or 'name', got {_describe(node)}")
+    entries = _entries(node, at, "a step")
+    if len(entries) != 1:
+        raise at.error(f"a list item holds one step, this one {len(entries)} ({', '.join(entries)}); "
+                       f"give each step its own '- ' item")
     ((name, (key, value)),) = entries.items()
     key_at = _node_where(recipe.source, key, recipe.subject)
     if _kind(value) not in ("null", "map"):

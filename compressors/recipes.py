@@ -1,10 +1,12 @@
 """Recipes turn a float32 ONNX model into a variant: fp32, fp16, int8-dynamic, int8-static, and chains.
 
-Each recipe is one entry in an explicit registry. A chain (compressors.chains) is a recipe
-too: PyTorch steps such as pruning and fine-tuning, then at most one of the single-step
-recipes; the built-in ones are registered by name, and a one-line chain is accepted as is. `compress` runs a recipe once
+Each recipe is one entry in an explicit registry. `compress` runs a recipe once
 per (model, recipe, parameters, data) and caches the result: the artifact plus
 a JSON record of what it is, beside it, published in one atomic rename.
+
+A chain (compressors.chains, docs/recipes.md) is a recipe too: PyTorch steps such as
+pruning and fine-tuning, then at most one single-step recipe. The built-in chains are
+registered by name; a one-line chain or a chain from a recipe file is accepted as is.
 """
 from __future__ import annotations
 
@@ -29,7 +31,8 @@ from compressors.progress import ProgressFn, report
 
 __all__ = [
     "RECIPES", "CalibrationDataError", "Recipe", "RecipeJob", "RecipeOutcome", "RecipeParamsError",
-    "UnknownRecipeError", "Variant", "chain_recipe", "compress", "get_recipe", "recipe_names", "recipes_from_file",
+    "UnknownRecipeError", "Variant", "chain_recipe", "compress", "get_recipe", "onnx_steps", "recipe_names",
+    "recipes_from_file",
 ]
 
 # Bump when a recipe's output for the same inputs changes, so old entries are not reused.

@@ -15,6 +15,7 @@ from protos import agent_pb2_grpc as pb_grpc
 CHUNK_BYTES = 1 << 20
 CONNECT_TIMEOUT_S = 5.0
 _TRANSPORT_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
+_BOARD_FAULT_CODES = {grpc.StatusCode.DATA_LOSS, grpc.StatusCode.RESOURCE_EXHAUSTED}  # agent/server.py
 
 
 class AgentUnreachableError(Exception):
@@ -25,6 +26,11 @@ class AgentRejectedError(Exception):
     """The agent answered but refused the request (bad upload, oversize, disk full)."""
 
 
+class AgentFaultError(AgentRejectedError):
+    """A refusal that is no fault of the request (the board's disk is full, an upload arrived
+    damaged): another board may well take it."""
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -33,7 +39,15 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-_CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 << 20)]
+# A cut link is silent: without pings a job's stream would hang until its deadline (timeout + 60 s).
+# Ping every KEEPALIVE_S while a call is open, give up KEEPALIVE_TIMEOUT_S later; a Benchmark stream
+# sends nothing after its request, so pings must not stop for want of data (max_pings_without_data 0).
+# The agent allows pings this often (agent/server.py).
+KEEPALIVE_S, KEEPALIVE_TIMEOUT_S = 10, 5
+_CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 << 20),
+                    ("grpc.keepalive_time_ms", KEEPALIVE_S * 1000),
+                    ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_S * 1000),
+                    ("grpc.http2.max_pings_without_data", 0)]
 
 
 class AgentClient:
@@ -101,6 +115,8 @@ def translate_rpc_error(name: str, address: str, exc: grpc.RpcError) -> Exceptio
     code, details = exc.code(), exc.details()
     if code in _TRANSPORT_CODES:
         return AgentUnreachableError(f"device {name!r} at {address}: {code.name.lower()}: {details}")
+    if code in _BOARD_FAULT_CODES:
+        return AgentFaultError(f"device {name!r} at {address} refused: {details}")
     return AgentRejectedError(f"device {name!r} at {address} refused: {details}")
 
 

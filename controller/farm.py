@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from controller.canary import health_check
-from controller.client import AgentRejectedError, AgentUnreachableError, AsyncAgentClient
+from controller.client import AgentFaultError, AgentRejectedError, AgentUnreachableError, AsyncAgentClient
 from controller.console import RunConsole
 from controller.inventory import BackendSettings, Device
 from controller.leases import Heartbeat, Lease, LeaseManager
@@ -24,6 +24,7 @@ from protos import agent_pb2 as pb
 
 TRANSPORT = "transport"          # the link or the agent went away: worth retrying
 NOT_RETRIED = ("bad-input", "backend-crash")
+SIMULATED = "simulated"          # agent/backends/simulated.py: sleeps, measures nothing
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class FarmJob:
     eval_sha: str
     attempts: int = 0
     not_before: float = 0.0          # monotonic time before which a retry must wait (backoff)
+    failed_on: tuple[str, ...] = ()  # boards it failed on: a retry goes to another board of its pool
 
 
 @dataclass(frozen=True)
@@ -96,15 +98,28 @@ class FarmRunner:
         busy = {device for _, device in running.values()}
         idle = [d for d in self.devices if d not in busy and d not in self._quarantined]
         ready = [j for j in pending if j.not_before <= time.monotonic()]
-        by_plan = {id(j.planned): j for j in ready}
-        for planned, device in assign([j.planned for j in ready], idle):
-            lease = self._try_lease(device)
-            if lease is None:
-                continue  # held by another controller (or quarantined there): try again later
-            job = by_plan[id(planned)]
-            pending.remove(job)
-            task = asyncio.ensure_future(self._run_on(job, device, lease))
-            running[task] = (job, device)
+        # In rounds: a job whose board is leased elsewhere is offered the next idle board of its pool
+        # (else it would wait on that board while others idle). Each round takes boards out of `idle`.
+        while ready and idle:
+            offers = {id(view): (view, job) for job in ready for view in (self._placement(job),)}
+            pairs = assign([view for view, _ in offers.values()], idle)
+            if not pairs:
+                return
+            for planned, device in pairs:
+                idle.remove(device)
+                lease = self._try_lease(device)
+                if lease is None:
+                    continue  # held by another controller (or quarantined there)
+                job = offers[id(planned)][1]
+                ready.remove(job)
+                pending.remove(job)
+                running[asyncio.ensure_future(self._run_on(job, device, lease))] = (job, device)
+
+    def _placement(self, job: FarmJob) -> PlannedJob:
+        """The job as offered to the scheduler: a retry avoids the boards it failed on (one may be
+        down) while its pool has another that is not quarantined."""
+        others = tuple(d for d in job.planned.candidates if d not in job.failed_on and d not in self._quarantined)
+        return replace(job.planned, candidates=others) if others and job.failed_on else job.planned
 
     def _try_lease(self, device: str) -> Lease | None:
         try:
@@ -130,6 +145,8 @@ class FarmRunner:
             return await self._benchmark(client, job, device)
         except AgentUnreachableError as exc:
             return JobEnd(job, device, TRANSPORT, str(exc))
+        except AgentFaultError as exc:  # the board's disk is full, or the upload arrived damaged
+            return JobEnd(job, device, "infrastructure", str(exc))
         except AgentRejectedError as exc:
             return JobEnd(job, device, "bad-input", str(exc))
         finally:
@@ -164,7 +181,8 @@ class FarmRunner:
         retry = end.kind not in NOT_RETRIED and end.job.attempts + 1 < self.policy.attempts
         if retry:
             delay = self.policy.backoff_s * 2 ** end.job.attempts
-            pending.append(replace(end.job, attempts=end.job.attempts + 1, not_before=time.monotonic() + delay))
+            pending.append(replace(end.job, attempts=end.job.attempts + 1, not_before=time.monotonic() + delay,
+                                   failed_on=(*end.job.failed_on, end.device)))
             self.ui.note(f"[yellow]{end.job.planned.key} on {end.device}: {end.kind}: {end.message}; "
                          f"retrying in {delay:.1f} s[/yellow]")
         else:
@@ -200,7 +218,10 @@ class FarmRunner:
 
 
 def backend_for(device: Device, artifact: Path) -> str:
-    """.tflite → litert; .onnx → onnxruntime where the board has it, else tensorrt."""
+    """.tflite → litert; .onnx → onnxruntime where the board has it, else tensorrt; a .json on a
+    device built in code with the simulated backend (scale tests; devices.yaml cannot name it) → simulated."""
+    if artifact.suffix == ".json" and SIMULATED in device.backends:
+        return SIMULATED
     wanted = BACKEND_BY_SUFFIX.get(artifact.suffix, "onnxruntime")
     if wanted == "onnxruntime" and wanted not in device.backends and "tensorrt" in device.backends:
         return "tensorrt"

@@ -32,7 +32,8 @@ def testcase(verdict: Verdict) -> ET.Element:
                       time="0")
     if verdict.outcome is Outcome.REGRESSED:
         failure = ET.SubElement(case, "failure", type="regression",
-                                message=f"regressed: median {verdict.ratio - 1:+.1%} ({key.label()})")
+                                message=f"regressed: median {verdict.ratio - 1:+.1%}, ratio {verdict.ratio:.4f}, "
+                                        f"CI [{verdict.ci_low:.4f}, {verdict.ci_high:.4f}]")
         failure.text = f"{verdict.numbers()}\n{verdict.reason}"
     elif verdict.outcome is Outcome.INCOMPARABLE:
         ET.SubElement(case, "skipped", message=f"incomparable: {verdict.reason}")

@@ -28,14 +28,24 @@ class LocalAgent:
         self.address = ""
 
     def __enter__(self) -> LocalAgent:
+        self.start()
+        self.wait_ready()
+        return self
+
+    def start(self) -> LocalAgent:
+        """Spawn the agent and return at once; wait_ready() blocks until it listens."""
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         # stderr goes to a file: an unread pipe would block the agent once it fills.
         self.log_path = self.cache_dir / "agent.log"
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(self._cmd, stdout=subprocess.PIPE, stderr=log, text=True)
-        host, port = self._wait_for_port()
-        self.address = f"{host}:{port}"
         return self
+
+    def wait_ready(self) -> str:
+        if not self.address:
+            host, port = self._wait_for_port()
+            self.address = f"{host}:{port}"
+        return self.address
 
     def _wait_for_port(self) -> tuple[str, str]:
         proc = self._proc

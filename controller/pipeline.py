@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,20 +117,25 @@ def prebuilt_variant(plan: RunPlan) -> Variant:
 
 
 @contextmanager
-def connected(target: Target, cache_dir: Path) -> Iterator[AgentClient]:
-    if target.address is not None:
-        client = AgentClient(target.name, target.address)
-        try:
-            yield client
-        finally:
-            client.close()
-        return
-    with LocalAgent(cache_dir / "local-agent") as agent:
-        client = AgentClient(target.name, agent.address)
-        try:
-            yield client
-        finally:
-            client.close()
+def agent_for(target: Target, cache_dir: Path) -> Iterator[Callable[[], AgentClient]]:
+    """Yields a function that returns the connected client. The embedded local agent starts
+    booting at once, so its start-up overlaps whatever the caller does before asking for it."""
+    local = LocalAgent(cache_dir / "local-agent").start() if target.address is None else None
+    clients: list[AgentClient] = []
+
+    def client() -> AgentClient:
+        if not clients:
+            address = local.wait_ready() if local is not None else target.address
+            clients.append(AgentClient(target.name, address))
+            clients[0].connect()
+        return clients[0]
+    try:
+        yield client
+    finally:
+        for c in clients:
+            c.close()
+        if local is not None:
+            local.stop()
 
 
 class RunExecutor:
@@ -139,9 +144,9 @@ class RunExecutor:
         self.times = times or PhaseTimes()
 
     def execute(self, plan: RunPlan, run_id: str) -> RunOutcome:
-        variants, eval_npz = self._variants(plan, run_id)
-        with connected(plan.target, plan.cache_dir) as client:
-            client.connect()
+        with agent_for(plan.target, plan.cache_dir) as connect:
+            variants, eval_npz = self._variants(plan, run_id)
+            client = connect()
             with self.times.phase("upload"):
                 sent, eval_sha = self._upload(client, variants, eval_npz)
             with self.times.phase("measure"):

@@ -5,11 +5,14 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 
 from agent.security import TOKEN_METADATA
-from controller.ca import CONTROLLER_NAME, TlsMaterial, default_ca_dir, read_token, tls_material
+
+if TYPE_CHECKING:
+    from controller.ca import TlsMaterial
 
 
 @dataclass(frozen=True)
@@ -44,5 +47,8 @@ def security_for(address: str, ca_dir: Path | None = None) -> ChannelSecurity:
     """Plaintext for loopback agents; the farm's mutual-TLS material (and token) for the rest."""
     if is_loopback(host_of(address)):
         return PLAINTEXT
+    # cryptography loads only when a remote board is dialled: local runs start faster without it
+    from controller.ca import CONTROLLER_NAME, default_ca_dir, read_token, tls_material
+
     ca_dir = ca_dir or default_ca_dir()
     return ChannelSecurity(tls_material(ca_dir, CONTROLLER_NAME), read_token(ca_dir))

@@ -102,6 +102,16 @@ def test_exact_five_percent_reaches_the_threshold_despite_nanosecond_rounding():
     assert compare(baseline, slower).outcome is Outcome.SUSPECT
 
 
+def test_a_run_whose_timing_moved_is_too_noisy_to_judge_not_unchanged():
+    # A neighbour took the core for the second half: block medians split into two modes 2x apart.
+    quiet = np.asarray(run_ns(1))
+    disturbed = np.concatenate([quiet[:2000], quiet[2000:] * 2]).astype(np.int64)
+    slower = np.round(disturbed * 1.05).astype(np.int64)
+    verdict = compare(Sample(KEY, tuple(disturbed), FINGERPRINT), Sample(KEY, tuple(slower), FINGERPRINT))
+    assert verdict.outcome is Outcome.INCOMPARABLE
+    assert "too noisy" in verdict.reason
+
+
 @pytest.mark.parametrize(("field", "value"), [("cpu_governor", "powersave"), ("nvpmodel_mode", "MAXN"),
                                               ("jetson_clocks", "on"), ("batch_size", "8"),
                                               ("versions.onnxruntime", "1.18.0")])

@@ -13,6 +13,7 @@ from agent.backends.base import BackendModule
 REGISTRY: dict[str, str] = {
     "litert": "agent.backends.litert",
     "onnxruntime": "agent.backends.onnxruntime",
+    "simulated": "agent.backends.simulated",  # scheduler and scale tests only: it sleeps
     "tensorrt": "agent.backends.tensorrt",
 }
 

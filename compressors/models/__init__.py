@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from compressors.errors import BadModelError, UnknownModelError
-from compressors.models import digits_cnn
+from compressors.models import digits_cnn, minilm, mobilenet_v2
 from compressors.models.bundle import ModelBundle
 from compressors.models.onnx_file import check_onnx_file
 from compressors.progress import ProgressFn
@@ -24,6 +24,8 @@ ModelBuilder = Callable[[Path, ProgressFn | None], ModelBundle]
 
 MODELS: dict[str, ModelBuilder] = {
     digits_cnn.NAME: digits_cnn.build,
+    mobilenet_v2.NAME: mobilenet_v2.build,
+    minilm.NAME: minilm.build,
 }
 
 

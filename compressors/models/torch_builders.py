@@ -37,10 +37,18 @@ def digits_cnn(width: float = 1.0) -> nn.Module:
     )
 
 
+def mobilenet_v2(width: float = 1.0) -> nn.Module:
+    """mobilenet-v2: 1x96x96 images in, 10 logits out; width is the paper's multiplier (the zoo model is 0.5)."""
+    from compressors.models import mobilenet_v2 as model
+
+    return model.network(width)
+
+
 # TorchSource.builder -> module factory. A builder defined in its model's own module is wrapped
 # in a function that imports that module when called.
 BUILDERS: dict[str, Callable[[float], nn.Module]] = {
     "digits-cnn": digits_cnn,
+    "mobilenet-v2": mobilenet_v2,
 }
 
 

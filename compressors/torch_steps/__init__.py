@@ -104,6 +104,6 @@ TORCH_STEPS: dict[str, TorchStep] = {
     ),
     "qat": TorchStep(
         "qat", "quantization-aware fine-tuning, exported as QDQ int8", "qat", "qat",
-        (Param("epochs", 2, 1, 1000), _learning_rate(1e-4)), quantizes=True,
+        (_EPOCHS, _learning_rate(3e-4)), quantizes=True,
     ),
 }

@@ -87,6 +87,9 @@ def _constant_values(model: Any) -> dict[str, np.ndarray]:
     for node in model.graph.node:
         if node.op_type == "Constant" and node.attribute[0].name == "value":
             values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+        elif node.op_type == "Identity" and node.input[0] in values:
+            # The exporter stores equal constants (e.g. two all-zero zero points) once, plus Identity copies.
+            values[node.output[0]] = values[node.input[0]]
     return values
 
 

@@ -43,6 +43,8 @@ def run_torch_steps(
     progress: ProgressFn | None = None,
 ) -> list[Stage]:
     """Apply `steps` (name, parameters with defaults filled in) in order; one Stage per step."""
+    if not steps:
+        return []
     digest = source_digest(bundle)
     stages = []
     for name, params in steps:

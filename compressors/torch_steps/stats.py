@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from compressors.torch_steps.training import prunable_layers
+from compressors.torch_steps.training import prunable_layers, trainable_weight
 
 if TYPE_CHECKING:
     from torch import nn
@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 def model_stats(module: nn.Module, input_shape: tuple[int, ...]) -> dict[str, float]:
     """params, nonzero_params, sparsity (zero fraction of the Conv/Linear weights) and macs."""
-    weights = [layer.weight for layer in prunable_layers(module)]
+    # The stored weights: under QAT, `weight` is their fake-quantized copy, whose rounding adds zeros.
+    weights = [trainable_weight(layer) for layer in prunable_layers(module)]
     weight_count = sum(w.numel() for w in weights)
     zero_weights = sum(int((w == 0).sum()) for w in weights)
     params = sum(p.numel() for p in module.parameters())

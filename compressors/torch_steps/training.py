@@ -106,7 +106,7 @@ def cross_entropy_loss(data: TrainData) -> BatchLoss:
 
 
 def prunable_layers(module: nn.Module) -> list[nn.Module]:
-    """The Conv and Linear layers, in forward order: the ones whose weights pruning zeroes."""
+    """The Conv and Linear layers, in module order: the ones whose weights pruning zeroes."""
     from torch import nn
 
     return [layer for layer in module.modules() if isinstance(layer, (nn.Conv2d, nn.Linear))]
@@ -117,7 +117,7 @@ class ZeroMasks:
     """Where the pruned (exactly zero) weights are, so training can put them back to zero after every step.
 
     Re-zeroing after the optimizer step, rather than masking in forward(), works the same
-    whether a layer is called directly or through a wrapper such as QAT's fake quantization.
+    whether the weight is used as is or through a parametrization such as QAT's fake quantization.
     """
 
     masks: tuple[tuple[Tensor, Tensor], ...]  # (weight, 1 where the weight is kept)
@@ -132,14 +132,14 @@ class ZeroMasks:
 
 def zero_masks(module: nn.Module) -> ZeroMasks:
     """The zeros of every prunable weight; a dense trained layer has none exactly zero and gets no mask."""
-    weights = [layer.weight for layer in prunable_layers(module)]
+    weights = [trainable_weight(layer) for layer in prunable_layers(module)]
     return ZeroMasks(tuple((w, (w != 0).to(w.dtype)) for w in weights if bool((w == 0).any())))
 
 
-def accuracy(module: nn.Module, x: Tensor, y: Tensor) -> float:
-    """Top-1 accuracy of `module` in eval mode on (x, y)."""
-    import torch
+def trainable_weight(layer: nn.Module) -> Tensor:
+    """The weight tensor the optimizer updates: QAT puts the layer's `weight` behind a parametrization."""
+    parametrizations = getattr(layer, "parametrizations", None)
+    if parametrizations is not None and "weight" in parametrizations:
+        return parametrizations.weight.original
+    return layer.weight
 
-    module.eval()
-    with torch.no_grad():
-        return float((module(x).argmax(dim=1) == y).float().mean())

@@ -4,16 +4,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from controller.ca import (
-    CA_CERT_FILE,
-    CA_KEY_FILE,
-    CONTROLLER_NAME,
-    ISSUED_DIR,
-    TOKEN_FILE,
-    CaError,
-    default_ca_dir,
-    init_ca,
-)
 from controller.cli.common import CliError
 
 EXAMPLES = """examples:
@@ -36,6 +26,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def execute_init(args: argparse.Namespace) -> int:
+    from controller.ca import (
+        CA_CERT_FILE,
+        CA_KEY_FILE,
+        CONTROLLER_NAME,
+        ISSUED_DIR,
+        TOKEN_FILE,
+        CaError,
+        default_ca_dir,
+        init_ca,
+    )
+
     directory = args.dir or default_ca_dir()
     try:
         ca = init_ca(directory, force=args.force)
