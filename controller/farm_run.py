@@ -74,7 +74,8 @@ class FarmRun:
             out[(model, recipe)] = self._variant(model, recipe)
             v = out[(model, recipe)][0]
             self.store.add_variant(run_id, VariantRecord(v.model, v.recipe, dict(v.params), v.sha256,
-                                                         v.size_bytes, v.accuracy, v.duration_s))
+                                                         v.size_bytes, v.accuracy, v.duration_s, dict(v.stats),
+                                                         [dict(step) for step in v.steps]))
         return out
 
     def _variant(self, model: str, recipe: str) -> tuple[Variant, Path | None]:

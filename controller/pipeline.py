@@ -171,7 +171,8 @@ class RunExecutor:
     def _record(self, variant: Variant, run_id: str) -> None:
         self.store.add_variant(run_id, VariantRecord(variant.model, variant.recipe, dict(variant.params),
                                                      variant.sha256, variant.size_bytes, variant.accuracy,
-                                                     variant.duration_s))
+                                                     variant.duration_s, dict(variant.stats),
+                                                     [dict(step) for step in variant.steps]))
 
     def _upload(self, client: AgentClient, variants: list[Variant], eval_npz: Path | None) -> tuple[int, str]:
         files = [(v.path, v.sha256) for v in variants]

@@ -34,6 +34,7 @@ def result_row(stored: StoredResult) -> dict:
         "measured_at": datetime.fromtimestamp(stored.measured_at, UTC).isoformat(timespec="seconds"),
     }
     row.update(_power_columns(r.power))
+    row.update({k: v.stats[k] for k in ("params_after", "sparsity_after", "macs_after") if k in v.stats})
     return row
 
 

@@ -10,7 +10,7 @@ import json
 import sqlite3
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from protos import agent_pb2 as pb
@@ -24,7 +24,7 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE TABLE IF NOT EXISTS variants (
     run_id TEXT NOT NULL REFERENCES runs(id), model TEXT NOT NULL, recipe TEXT NOT NULL,
     params TEXT NOT NULL, sha256 TEXT NOT NULL, size_bytes INTEGER NOT NULL, accuracy REAL,
-    duration_s REAL NOT NULL, PRIMARY KEY (run_id, model, recipe));
+    duration_s REAL NOT NULL, details TEXT, PRIMARY KEY (run_id, model, recipe));
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, run_id TEXT NOT NULL REFERENCES runs(id), model TEXT NOT NULL,
     variant TEXT NOT NULL, device TEXT NOT NULL, backend TEXT NOT NULL, artifact_sha256 TEXT NOT NULL,
@@ -39,6 +39,7 @@ CREATE INDEX IF NOT EXISTS jobs_by_run ON jobs(run_id);
 _ADDED_COLUMNS = {
     "runs": ("kind TEXT NOT NULL DEFAULT 'run'", "plan TEXT", "verdict TEXT"),
     "jobs": ("target TEXT", "attempts INTEGER NOT NULL DEFAULT 0"),
+    "variants": ("details TEXT",),
 }
 
 
@@ -55,6 +56,8 @@ class VariantRecord:
     size_bytes: int
     accuracy: float | None
     duration_s: float
+    stats: dict = field(default_factory=dict)     # params / sparsity / MACs before and after
+    steps: list = field(default_factory=list)     # each step of a chain: name, params, duration
 
 
 @dataclass(frozen=True)
@@ -136,9 +139,11 @@ class ResultStore:
         self._write("UPDATE runs SET status = ? WHERE id = ?", (status, run_id))
 
     def add_variant(self, run_id: str, v: VariantRecord) -> None:
-        self._write("INSERT OR REPLACE INTO variants VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        self._write("INSERT OR REPLACE INTO variants (run_id, model, recipe, params, sha256, size_bytes, accuracy, "
+                    "duration_s, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (run_id, v.model, v.recipe, json.dumps(v.params, sort_keys=True), v.sha256,
-                     v.size_bytes, v.accuracy, v.duration_s))
+                     v.size_bytes, v.accuracy, v.duration_s,
+                     json.dumps({"stats": v.stats, "steps": v.steps}, default=str)))
 
     def add_job(self, job: JobRecord, target: str | None = None) -> None:
         self._write("INSERT INTO jobs (id, run_id, model, variant, device, backend, artifact_sha256, status, "
@@ -167,7 +172,7 @@ class ResultStore:
     def results(self, run_id: str) -> list[StoredResult]:
         rows = self._db.execute(
             "SELECT j.id, j.run_id, j.model, j.variant, j.device, j.backend, j.artifact_sha256, "
-            "v.params, v.sha256, v.size_bytes, v.accuracy, v.duration_s, r.result, r.measured_at "
+            "v.params, v.sha256, v.size_bytes, v.accuracy, v.duration_s, r.result, r.measured_at, v.details "
             "FROM results r JOIN jobs j ON j.id = r.job_id "
             "JOIN variants v ON v.run_id = j.run_id AND v.model = j.model AND v.recipe = j.variant "
             "WHERE r.run_id = ? ORDER BY r.measured_at", (run_id,)).fetchall()
@@ -186,5 +191,7 @@ class ResultStore:
 
 def _stored_result(row: tuple) -> StoredResult:
     job = JobRecord(*row[:7])
-    variant = VariantRecord(job.model, job.variant, json.loads(row[7]), row[8], row[9], row[10], row[11])
+    details = json.loads(row[14]) if row[14] else {}
+    variant = VariantRecord(job.model, job.variant, json.loads(row[7]), row[8], row[9], row[10], row[11],
+                            details.get("stats", {}), details.get("steps", []))
     return StoredResult(job, variant, pb.Result.FromString(row[12]), row[13])

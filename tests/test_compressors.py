@@ -72,7 +72,8 @@ def _entries(cache_dir: Path) -> list[str]:
 
 
 def test_recipe_names_follow_the_registry() -> None:
-    assert recipe_names() == ["fp32", "fp16", "int8-dynamic", "int8-static"] == list(RECIPES)
+    assert recipe_names()[:4] == ["fp32", "fp16", "int8-dynamic", "int8-static"]
+    assert recipe_names() == list(RECIPES)
 
 
 def test_every_variant_runs_on_float32_input_and_keeps_its_metadata(

@@ -6,7 +6,7 @@ import json
 import math
 from pathlib import Path
 
-from controller.cli.common import CliError, add_measure_flags, add_storage_flags, cache_dir, db_path, measure_settings
+from controller.cli.common import add_measure_flags, add_storage_flags, cache_dir, db_path, measure_settings
 from controller.console import RunConsole, summary_table
 from controller.pipeline import AS_IS, PhaseTimes, RunExecutor, RunOutcome, RunPlan, Target
 from controller.results_frame import results_frame
@@ -73,11 +73,12 @@ def run_and_report(model: str, recipes: tuple[str, ...], target: Target, args: a
 
 
 def check_recipes(recipes: tuple[str, ...]) -> None:
-    from compressors.recipes import recipe_names
+    """Named recipes and one-line chains ('structured-prune(0.5) -> finetune -> int8-static') are
+    validated before any training starts; a bad one raises the compressors' own clear error."""
+    from compressors.recipes import get_recipe
 
-    unknown = [r for r in recipes if r not in recipe_names()]
-    if unknown:
-        raise CliError(f"unknown recipe {unknown[0]!r}; valid recipes: {', '.join(recipe_names())}")
+    for recipe in recipes:
+        get_recipe(recipe)
 
 
 def show(store: ResultStore, outcome: RunOutcome, args: argparse.Namespace, ui: RunConsole) -> None:

@@ -14,6 +14,7 @@ OPTIONAL_COLUMNS: tuple[str, ...] = (
     "latency_p95_ms", "latency_mean_ms", "latency_std_ms", "latency_cv", "latency_count",
     "compute_p50_ms", "peak_rss_mb", "provider", "device_accuracy",
     "avg_power_w", "energy_mj_per_inference", "power_sensor", "throttled", "measured_at",
+    "params_after", "sparsity_after", "macs_after",
 )
 # What the store writes in a power column when the board has no sensor; shown as-is, never as a number.
 NOT_AVAILABLE = "not available"

@@ -52,6 +52,9 @@ COLUMN_FORMATS: dict[str, ColumnFormat] = {
     "power_sensor": ColumnFormat("power sensor"),
     "throttled": ColumnFormat("throttled"),
     "measured_at": ColumnFormat("measured at"),
+    "params_after": ColumnFormat("params", integer),
+    "sparsity_after": ColumnFormat("sparsity", percent),
+    "macs_after": ColumnFormat("MACs", integer),
 }
 
 
