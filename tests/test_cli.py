@@ -150,3 +150,22 @@ def test_recipes_on_a_prebuilt_tflite_are_refused(tmp_path, model_cache, tflite_
     proc = edgefarm("run", str(tflite_models / "int8.tflite"), "--local", "--recipe", "int8-static",
                     "--db", str(tmp_path / "r.sqlite"), "--cache-dir", str(model_cache))
     assert proc.returncode == 2 and "runs as is" in proc.stderr
+
+
+def test_run_on_a_board_leased_by_someone_else_is_refused_then_runs(tmp_path, model_cache):
+    from controller.leases import open_lease_manager, sqlite_url
+    from tests.farm_fixtures import devices_yaml, local_agents
+
+    model = mlp_model(tmp_path / "m.onnx")
+    leases = sqlite_url(tmp_path / "leases.sqlite")
+    with local_agents(tmp_path, 1) as agents, open_lease_manager(leases) as manager:
+        devices = devices_yaml(tmp_path / "devices.yaml", agents, ["board-a"])
+        args = ["run", str(model), "--device", "board-a", "--devices", str(devices), "--leases", leases,
+                "--db", str(tmp_path / "r.sqlite"), "--cache-dir", str(model_cache), *FAST]
+        nightly = manager.acquire("board-a", "nightly@ci", "nightly run", 120)
+        refused = edgefarm(*args)
+        assert refused.returncode == 2 and "is leased by nightly@ci (nightly run)" in refused.stderr
+        manager.release(nightly)
+        ran = edgefarm(*args)
+        assert ran.returncode == 0, ran.stderr
+        assert manager.states(["board-a"])[0].status == "idle"  # released at the end of the run

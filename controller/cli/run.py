@@ -4,9 +4,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from contextlib import nullcontext
 from pathlib import Path
 
-from controller.cli.common import add_measure_flags, add_storage_flags, cache_dir, db_path, measure_settings
+from controller.board_lease import board_lease
+from controller.cli.common import add_measure_flags, add_storage_flags, cache_dir, db_path, leases_url, measure_settings
 from controller.console import RunConsole, summary_table
 from controller.pipeline import AS_IS, PhaseTimes, RunExecutor, RunOutcome, RunPlan, Target
 from controller.results_frame import results_frame
@@ -37,6 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--devices", type=Path, default=None, help="devices file (default: ./devices.yaml)")
     p.add_argument("--out", type=Path, default=None, help="also write report.csv and report.html here")
     p.add_argument("--json", action="store_true", help="print results as JSON on stdout")
+    p.add_argument("--leases", default=None,
+                   help="lease database URL shared with the farm (default: beside the results database)")
     add_storage_flags(p)
     add_measure_flags(p)
     p.set_defaults(handler=execute)
@@ -59,8 +63,10 @@ def run_and_report(model: str, recipes: tuple[str, ...], target: Target, args: a
     store = ResultStore(db_path(args))
     times = times or PhaseTimes()
     run_id = store.new_run(command)
+    lease = board_lease(target.name, leases_url(args), f"edgefarm {command}") if target.address \
+        else nullcontext()  # the embedded local agent is this run's own
     try:
-        with ui.live():
+        with lease, ui.live():
             outcome = RunExecutor(store, ui, times).execute(plan, run_id)
     except BaseException:
         store.finish_run(run_id, "failed")
