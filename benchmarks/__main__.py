@@ -44,6 +44,12 @@ def demo_wall_time(cache: Path) -> list[Figure]:
     return demo_figures(cache / "demo-cache")
 
 
+def compression(cache: Path) -> list[Figure]:
+    from benchmarks.compression_speedup import compression_figures
+
+    return compression_figures(cache)
+
+
 def regression_verdicts(cache: Path) -> list[Figure]:
     from benchmarks.regression_verdicts import regression_figures
 
@@ -55,6 +61,7 @@ BENCHMARKS: dict[str, Callable[[Path], list[Figure]]] = {
     "P1": p1_onnxruntime,
     "P1-tflite": p1_litert,
     "R-cv+P3": repeatability,
+    "P4": compression,
     "P7": regression_verdicts,
 }
 

@@ -22,7 +22,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from compressors import chains, quantize
+from compressors import chains, int4, mixed_precision, quantize, tflite_export
 from compressors.cache import sha256_file, staged_directory
 from compressors.calibration import calibration_reader
 from compressors.errors import BadModelError, CalibrationDataError, RecipeParamsError, UnknownRecipeError
@@ -37,7 +37,7 @@ __all__ = [
 
 # Bump when a recipe's output for the same inputs changes, so old entries are not reused.
 # 2: records carry stats and steps (chains of PyTorch and ONNX steps).
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 ARTIFACT = "model.onnx"
 RECORD = "variant.json"
 
@@ -90,7 +90,8 @@ class Recipe:
     """A named way to compress; `choices` maps each parameter to its accepted values, default first.
 
     spec is a chain's steps in full (chains.Chain.text), part of the cache identity; a recipe
-    that uses_torch needs the model's PyTorch source (ModelBundle.torch_source).
+    that uses_torch needs the model's PyTorch source (ModelBundle.torch_source). artifact is
+    the file name the recipe writes (job.out): its suffix picks the backend that runs it.
     """
 
     name: str
@@ -99,6 +100,7 @@ class Recipe:
     uses_calibration: bool = False
     spec: str = ""
     uses_torch: bool = False
+    artifact: str = ARTIFACT
 
     def resolve(self, params: Mapping[str, str] | None) -> dict[str, str]:
         """Every parameter with defaults filled in, or RecipeParamsError naming the valid choices."""
@@ -171,6 +173,13 @@ RECIPES: dict[str, Recipe] = {
         "int8-static", _int8_static, {"calibration": tuple(quantize.CALIBRATION_METHODS)},
         uses_calibration=True,
     ),
+    "mixed-int8": Recipe(
+        "mixed-int8", mixed_precision.run,
+        {"max_drop": mixed_precision.MAX_DROPS, "calibration": tuple(quantize.CALIBRATION_METHODS)},
+        uses_calibration=True,
+    ),
+    "int4-weight": Recipe("int4-weight", int4.run, {"block_size": int4.BLOCK_SIZES, "embeddings": int4.EMBEDDINGS}),
+    "tflite-int8": Recipe("tflite-int8", tflite_export.run, uses_calibration=True, artifact=tflite_export.ARTIFACT),
 }
 
 
@@ -184,7 +193,7 @@ def chain_recipe(chain: chains.Chain) -> Recipe:
     last = RECIPES[chain.onnx_step.name] if chain.onnx_step else None
     return Recipe(
         chain.name, partial(chains.run_chain, chain, last), uses_calibration=bool(last and last.uses_calibration),
-        spec=chain.text, uses_torch=bool(chain.torch_steps),
+        spec=chain.text, uses_torch=bool(chain.torch_steps), artifact=last.artifact if last else ARTIFACT,
     )
 
 
@@ -236,7 +245,7 @@ def compress(
     if not _is_cached(entry):
         shutil.rmtree(entry, ignore_errors=True)  # an entry damaged after it was published
         with staged_directory(entry) as staging:
-            job = RecipeJob(bundle, resolved, staging / "work", staging / ARTIFACT, progress, Path(cache_dir))
+            job = RecipeJob(bundle, resolved, staging / "work", staging / chosen.artifact, progress, Path(cache_dir))
             _make_variant(job, chosen, inputs)
     return replace(_read_variant(entry), model=bundle.name)
 
@@ -274,7 +283,7 @@ def _sha256_if_file(path: Path | None) -> str | None:
 def _is_cached(entry: Path) -> bool:
     try:
         record = json.loads((entry / RECORD).read_text())
-        return (entry / ARTIFACT).stat().st_size == record["size_bytes"]
+        return (entry / record["file"]).stat().st_size == record["size_bytes"]
     except (OSError, ValueError, KeyError):
         return False
 

@@ -72,7 +72,8 @@ def test_the_canonical_text_reads_back_as_itself() -> None:
         ("structured-prune(1.2) -> finetune", "<recipe>:1:18: step structured-prune: amount=1.2 is outside [0, 1)"),
         ("structured-prune(amount=-0.1)", "<recipe>:1:18: step structured-prune: amount=-0.1 is outside [0, 1)"),
         ("prune(0.5)", "<recipe>:1:1: unknown step 'prune'; valid steps: unstructured-prune, structured-prune, "
-                       "sparse24, finetune, distill, qat (PyTorch), fp32, fp16, int8-dynamic, int8-static (ONNX)"),
+                       "sparse24, finetune, distill, qat (PyTorch), fp32, fp16, int8-dynamic, int8-static, "
+                       "mixed-int8, int4-weight, tflite-int8 (ONNX)"),
         ("finetune(epoch=3)", "<recipe>:1:10: step finetune has no parameter 'epoch'; it takes epochs (integer in "
                               "[1, 1000], default 3), lr (number in (0, 1], default 0.001)"),
         ("finetune(epochs=2.5)", "<recipe>:1:10: step finetune: epochs=2.5 must be an integer"),
@@ -270,9 +271,10 @@ def test_a_missing_file_is_named(tmp_path: Path) -> None:
 # --- the registry ------------------------------------------------------------------------------
 
 def test_built_in_chains_are_registered_after_the_single_steps() -> None:
-    assert recipe_names()[:4] == ["fp32", "fp16", "int8-dynamic", "int8-static"] == list(onnx_steps())[:4]
-    assert recipe_names()[4:] == list(NAMED_CHAINS) == [
-        "unstructured50-ft", "sparse24-ft", "qat-int8", "prune50-ft-int8", "distill-int8"]
+    singles = list(onnx_steps())
+    assert singles[:4] == ["fp32", "fp16", "int8-dynamic", "int8-static"]
+    assert recipe_names() == singles + list(NAMED_CHAINS)
+    assert list(NAMED_CHAINS) == ["unstructured50-ft", "sparse24-ft", "qat-int8", "prune50-ft-int8", "distill-int8"]
     for name in NAMED_CHAINS:
         assert RECIPES[name].uses_torch and RECIPES[name].spec == _parse(NAMED_CHAINS[name])
     assert RECIPES["prune50-ft-int8"].uses_calibration and not RECIPES["qat-int8"].uses_calibration

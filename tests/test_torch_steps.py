@@ -171,7 +171,8 @@ def test_the_student_is_a_model_every_recipe_takes(
     assert student.name == "digits-cnn-student-w0.35" and student.torch_source.width == 0.35
     # The same stage as distill-int8 used: nothing was trained again.
     assert student.onnx_path == _stages(digits, cache, "distill-int8")[0].bundle.onnx_path
-    for recipe in [*onnx_steps(), "unstructured50-ft"]:
+    # int4-weight is for MatMul-heavy models (a CNN has none); tflite-int8 is covered in test_quant_extras
+    for recipe in [*(r for r in onnx_steps() if r not in ("int4-weight", "tflite-int8")), "unstructured50-ft"]:
         variant = compress(student, recipe, cache)
         assert variant.model == student.name and variant.accuracy >= 0.88, recipe
     int8 = compress(student, "int8-static", cache)
