@@ -120,8 +120,8 @@ class Job:
         return r
 
     def _accuracy(self, engine: Engine, result: pb.Result) -> None:
-        if not self.eval_path:
-            return
+        if not self.eval_path or not _is_labelled(self.eval_path):
+            return  # e.g. an encoder's eval set scores embedding fidelity on the controller only
         self.emit(progress_event("accuracy", 0.0))
         result.accuracy = top1_on_device(engine, self.eval_path)
         result.accuracy_available = True
@@ -143,6 +143,11 @@ def power_monitoring() -> Iterator[PowerMonitor | None]:
         yield monitor
     finally:
         sensor.close()  # stops a tegrastats child, shuts NVML down
+
+
+def _is_labelled(eval_path: str) -> bool:
+    with np.load(eval_path, allow_pickle=False) as data:
+        return {"x", "y"} <= set(data.files)
 
 
 def top1_on_device(engine: Engine, eval_path: str) -> float:

@@ -50,10 +50,12 @@ def make_inputs(specs: Sequence[TensorSpec], batch_size: int, seed: int) -> dict
 def _random_tensor(rng: np.random.Generator, shape: list[int], dtype: str) -> np.ndarray:
     if dtype.startswith("float"):
         return rng.random(shape, dtype=np.float32).astype(dtype)
-    if dtype == "bool":
-        return rng.integers(0, 2, size=shape).astype(bool)
-    info = np.iinfo(dtype)
-    return rng.integers(max(info.min, -128), min(info.max, 127) + 1, size=shape).astype(dtype)
+    if dtype in ("int8", "uint8"):  # quantized image data: the whole range
+        info = np.iinfo(dtype)
+        return rng.integers(info.min, info.max + 1, size=shape).astype(dtype)
+    # int32/int64 inputs are indices (token ids) or masks: 1 is valid for both, so a text model
+    # runs on in-vocabulary tokens with a full attention mask.
+    return np.ones(shape, dtype=dtype if dtype != "bool" else bool)
 
 
 def warm_up(engine: Engine, feeds: dict[str, np.ndarray], policy: WarmupPolicy) -> int:
