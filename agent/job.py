@@ -6,7 +6,7 @@ import resource
 import sys
 import time
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 from protos import agent_pb2 as pb
@@ -155,6 +155,7 @@ def top1_on_device(engine: Engine, eval_path: str) -> float:
     with np.load(eval_path, allow_pickle=False) as data:
         x, y = data["x"], data["y"]
     spec = engine.inputs[0]
+    x = _fit_layout(x, spec.shape)
     batch = spec.shape[0] if spec.shape and spec.shape[0] > 0 else 64
     correct = 0
     for i in range(0, len(x), batch):
@@ -164,6 +165,14 @@ def top1_on_device(engine: Engine, eval_path: str) -> float:
         logits = engine.run({spec.name: chunk})[0][: len(y[i:i + batch])]
         correct += int((np.argmax(logits, axis=-1) == y[i:i + batch]).sum())
     return correct / max(len(y), 1)
+
+
+def _fit_layout(x: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """Eval sets are NCHW (PyTorch/ONNX); a .tflite converted from them takes NHWC images."""
+    if x.ndim == 4 and len(shape) == 4 and tuple(x.shape[1:]) != tuple(shape[1:]) \
+            and (x.shape[2], x.shape[3], x.shape[1]) == tuple(shape[1:]):
+        return x.transpose(0, 2, 3, 1)
+    return x
 
 
 def _warmup_policy(p: pb.WarmupPolicy) -> WarmupPolicy:
