@@ -50,6 +50,18 @@ def compression(cache: Path) -> list[Figure]:
     return compression_figures(cache)
 
 
+def upload(cache: Path) -> list[Figure]:
+    from benchmarks.upload_throughput import upload_figures
+
+    return upload_figures(cache)
+
+
+def scale(cache: Path) -> list[Figure]:
+    from benchmarks.scale import scale_figures
+
+    return scale_figures(cache)
+
+
 def regression_verdicts(cache: Path) -> list[Figure]:
     from benchmarks.regression_verdicts import regression_figures
 
@@ -62,6 +74,8 @@ BENCHMARKS: dict[str, Callable[[Path], list[Figure]]] = {
     "P1-tflite": p1_litert,
     "R-cv+P3": repeatability,
     "P4": compression,
+    "P2": upload,
+    "P6": scale,
     "P7": regression_verdicts,
 }
 

@@ -1,24 +1,34 @@
 """P6: one controller driving 100 real agent processes on loopback through the real FarmRunner
 (grpc.aio fan-out, SQLite leases with heartbeats, the SQLite results store, retries), with the
-simulated backend (20 ms per inference) so the figure is about scheduling, not about a model.
+simulated backend (20 ms per inference), so the figure is about scheduling, not about a model.
 
-P6-overhead-ms: per board, the wall time from the start of the run to its last job's end, minus
-the time it spent inside Benchmark calls (as the controller saw them: call to final event), summed
-over boards and divided by the jobs. What is left is everything the controller adds per job: the
-first-wave ramp, taking and releasing leases, connect + Describe + HasArtifacts, storing, and the
-wait until the loop hands a freed board its next job.
+P6-overhead-ms, the controller's time per job outside the agents' calls: per board, the wall time
+from the run's start to its last job's end minus the time spent inside calls to that board
+(connect + Describe, HasArtifacts/upload, Benchmark up to its last reply, as the controller saw
+them), summed over boards, divided by the jobs. What is left is what the controller adds: handing
+out the first wave, leases, storing, and giving a freed board its next job. The reference string
+splits it into the first-wave dispatch and the turnaround between a board's jobs.
+
+Two boxes' worth of CPU on one: the controller's threads are pinned to one core and the agents'
+threads (and so the worker process each job spawns) to the others, as on separate hosts. Shared,
+100 agents' workers starve the controller's event loop and the figure measures the CPU queue
+(seconds per job on 2 cores). Each agent answers one Describe before the clock starts: its first
+one imports every runtime to list them, a once-per-agent cost.
 P6-lost: jobs planned - results stored - failures recorded.
 """
 from __future__ import annotations
 
 import asyncio
+import os
+import statistics
 import time
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from unittest import mock
 
@@ -27,13 +37,13 @@ from benchmarks.figures import Figure
 from controller import farm
 from controller.client import AgentClient, AsyncAgentClient, sha256_file
 from controller.console import RunConsole
-from controller.farm import FarmJob, FarmRunner, RetryPolicy
+from controller.farm import FarmJob, FarmOutcome, FarmRunner, RetryPolicy
 from controller.inventory import Device
 from controller.leases import open_lease_manager, sqlite_url
 from controller.local_agent import LocalAgent
 from controller.pipeline import MeasureSettings
 from controller.scheduler import PlannedJob
-from controller.store import JobRecord, ResultStore, VariantRecord
+from controller.store import JobRecord, ResultStore, StoredResult, VariantRecord
 from protos import agent_pb2 as pb
 
 AGENTS = 100
@@ -47,53 +57,73 @@ POOL = "pool:scale"
 
 
 @dataclass(frozen=True)
-class Span:
-    device: str
+class Call:
+    kind: str            # connect, upload, benchmark
     start: float
     end: float
 
 
 @dataclass
 class CallLog:
-    """What the controller's clients saw: Benchmark calls and whole client lifetimes, per board."""
-    benchmarks: list[Span]
-    clients: list[Span]
+    """Per board, every call the controller made to it, in order (one job per board at a time,
+    its calls in sequence: they never overlap)."""
+    calls: dict[str, list[Call]] = field(default_factory=lambda: defaultdict(list))
+
+    def add(self, device: str, kind: str, start: float) -> None:
+        self.calls[device].append(Call(kind, start, time.perf_counter()))
+
+
+@dataclass(frozen=True)
+class ScaleRun:
+    jobs: int
+    outcome: FarmOutcome
+    log: CallLog
+    wall_start: float
+    lost: int
+    pinned: str
 
 
 def scale_figures(cache_dir: Path) -> list[Figure]:
+    run = run_scale(cache_dir)
+    overhead_ms = overhead_per_job_ms(run.log, run.wall_start, run.jobs)
+    dispatch_ms, turnaround_ms = first_dispatch_ms(run.log, run.wall_start), turnaround_ms_mean(run.log)
+    return [
+        Figure("P6-overhead-ms", f"scheduling overhead per job, {AGENTS} agents", overhead_ms, "ms",
+               f"Σ per board (run start → last job end − time inside calls to it) ÷ {run.jobs} jobs; of it, "
+               f"first-wave dispatch {dispatch_ms:.0f} ms per board, then {turnaround_ms:.0f} ms mean from a job's end "
+               f"to the board's next call; {AGENTS} agent processes, simulated backend {LATENCY_MS:g} ms/inference, "
+               f"{run.outcome.done} done, {len(run.outcome.failed)} failed; {run.pinned}", "<= 20"),
+        Figure("P6-lost", f"results lost, {AGENTS} agents", float(run.lost), "jobs",
+               f"{run.jobs} planned − results stored − failures recorded, SQLite results store", "<= 0"),
+    ]
+
+
+def run_scale(cache_dir: Path) -> ScaleRun:
     with local_agents(cache_dir / "p6-agents", AGENTS) as agents:
         devices = {f"sim-{i:03d}": _device(f"sim-{i:03d}", agent) for i, agent in enumerate(agents)}
         warm_up(devices)
         store = ResultStore(cache_dir / "p6-results.sqlite")
         try:
             run_id, jobs = plan_jobs(store, write_artifact(cache_dir / "sim-20ms.json", LATENCY_MS), list(devices))
-            log, wall_start, outcome = run_farm(store, cache_dir, devices, jobs)
+            with pinned_apart([agent.pid for agent in agents]) as pinned:
+                log, wall_start, outcome = run_farm(store, cache_dir, devices, jobs)
             lost = len(jobs) - len(checked_results(store, run_id)) - len(store.failures(run_id))
         finally:
             store.close()
-    overhead_ms = overhead_per_job_ms(log, wall_start, len(jobs))
-    return [
-        Figure("P6-overhead-ms", f"scheduling overhead per job, {AGENTS} agents", overhead_ms, "ms",
-               f"Σ over boards (run start → last job end − time inside Benchmark calls) ÷ {len(jobs)} jobs; "
-               f"{AGENTS} agent processes, simulated backend {LATENCY_MS:g} ms/inference, {outcome.done} done, "
-               f"{len(outcome.failed)} failed; all on this host's shared cores", "<= 20"),
-        Figure("P6-lost", f"results lost, {AGENTS} agents", float(lost), "jobs",
-               f"{len(jobs)} planned − results stored − failures recorded, SQLite results store", "<= 0"),
-    ]
+    return ScaleRun(len(jobs), outcome, log, wall_start, lost, pinned)
 
 
 @contextmanager
 def local_agents(root: Path, count: int) -> Iterator[list[LocalAgent]]:
     """`count` real agents, booted START_BATCH at a time; every one spawned is stopped at exit."""
     with ExitStack() as stack:
-        agents: list[LocalAgent] = []
+        agents = [LocalAgent(root / f"agent-{i:03d}") for i in range(count)]
         for first in range(0, count, START_BATCH):
-            batch = [LocalAgent(root / f"agent-{i:03d}").start() for i in range(first, min(first + START_BATCH, count))]
+            batch = agents[first:first + START_BATCH]
             for agent in batch:
-                stack.callback(agent.stop)
+                stack.callback(agent.start().stop)  # registered the moment it is spawned
             for agent in batch:
                 agent.wait_ready()
-            agents += batch
         yield agents
 
 
@@ -109,6 +139,40 @@ def warm_up(devices: dict[str, Device]) -> None:
 
     with ThreadPoolExecutor(START_BATCH) as pool:
         list(pool.map(describe, devices.values()))
+
+
+@contextmanager
+def pinned_apart(agent_pids: list[int]) -> Iterator[str]:
+    """The controller's threads on one core, the agents (and the workers they spawn, which inherit
+    it) on the rest. Not nice(1): each worker starts its own session, and with autogroup
+    scheduling every session gets an equal share whatever its nice value."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        yield "not pinned: one core, shared by the controller and every agent"
+        return
+    # Every thread: an agent spawns a job's worker from a gRPC thread, and the worker inherits
+    # that thread's cores; the controller's event loop waits on gRPC's threads.
+    for pid in agent_pids:
+        for tid in _threads(pid):
+            _pin(tid, cores[1:])
+    for tid in _threads(os.getpid()):
+        _pin(tid, cores[:1])
+    try:
+        yield f"controller pinned to 1 core, the agents and their workers to {len(cores) - 1}"
+    finally:
+        for tid in _threads(os.getpid()):
+            _pin(tid, cores)
+
+
+def _threads(pid: int) -> list[int]:
+    return [int(task.name) for task in Path(f"/proc/{pid}/task").iterdir()]
+
+
+def _pin(pid: int, cores: list[int]) -> None:
+    try:
+        os.sched_setaffinity(pid, cores)
+    except ProcessLookupError:
+        pass  # a thread that ended meanwhile
 
 
 def _device(name: str, agent: LocalAgent) -> Device:
@@ -130,8 +194,8 @@ def plan_jobs(store: ResultStore, artifact: Path, names: list[str]) -> tuple[str
 
 
 def run_farm(store: ResultStore, cache_dir: Path, devices: dict[str, Device],
-             jobs: list[FarmJob]) -> tuple[CallLog, float, farm.FarmOutcome]:
-    log = CallLog([], [])
+             jobs: list[FarmJob]) -> tuple[CallLog, float, FarmOutcome]:
+    log = CallLog()
     leases = open_lease_manager(sqlite_url(cache_dir / "p6-leases.sqlite"))
     runner = FarmRunner(store, leases, devices, MEASURE, RunConsole(quiet=True), owner="benchmark-p6",
                         policy=RetryPolicy())
@@ -147,35 +211,48 @@ def run_farm(store: ResultStore, cache_dir: Path, devices: dict[str, Device],
 
 def timed_client_class(log: CallLog) -> type[AsyncAgentClient]:
     class TimedAgentClient(AsyncAgentClient):
-        def __init__(self, name: str, address: str) -> None:
-            super().__init__(name, address)
-            self._opened = time.perf_counter()
+        async def connect(self) -> pb.DeviceInfo:
+            start = time.perf_counter()
+            try:
+                return await super().connect()
+            finally:
+                log.add(self.name, "connect", start)
+
+        async def ensure_uploaded(self, path: Path, sha256: str) -> int:
+            start = time.perf_counter()
+            try:
+                return await super().ensure_uploaded(path, sha256)
+            finally:
+                log.add(self.name, "upload", start)
 
         async def benchmark(self, spec: pb.BenchmarkSpec) -> AsyncIterator[pb.BenchmarkEvent]:
             start = time.perf_counter()
             async for event in super().benchmark(spec):
                 if event.WhichOneof("event") != "progress":  # the runner stops reading at this one
-                    log.benchmarks.append(Span(self.name, start, time.perf_counter()))
+                    log.add(self.name, "benchmark", start)
                 yield event
-
-        async def close(self) -> None:
-            await super().close()
-            log.clients.append(Span(self.name, self._opened, time.perf_counter()))
 
     return TimedAgentClient
 
 
 def overhead_per_job_ms(log: CallLog, wall_start: float, jobs: int) -> float:
-    inside, last_end = defaultdict(float), {}
-    for span in log.benchmarks:
-        inside[span.device] += span.end - span.start
-    for span in log.clients:
-        last_end[span.device] = max(last_end.get(span.device, wall_start), span.end)
-    outside = sum(end - wall_start - inside[device] for device, end in last_end.items())
+    outside = sum(calls[-1].end - wall_start - sum(c.end - c.start for c in calls) for calls in log.calls.values())
     return outside / jobs * 1000
 
 
-def checked_results(store: ResultStore, run_id: str) -> list:
+def first_dispatch_ms(log: CallLog, wall_start: float) -> float:
+    """Run start to a board's first call, averaged over boards: handing out the first wave."""
+    return statistics.mean(calls[0].start - wall_start for calls in log.calls.values()) * 1000
+
+
+def turnaround_ms_mean(log: CallLog) -> float:
+    """A Benchmark call's end to the board's next call (the next job's connect), averaged."""
+    gaps = [after.start - before.end for calls in log.calls.values()
+            for before, after in pairwise(calls) if before.kind == "benchmark"]
+    return statistics.mean(gaps) * 1000 if gaps else float("nan")
+
+
+def checked_results(store: ResultStore, run_id: str) -> list[StoredResult]:
     results = store.results(run_id)
     real = [r.job.id for r in results if r.result.provider != PROVIDER]
     if real:  # the simulated backend must never pass for a real measurement

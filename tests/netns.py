@@ -131,11 +131,14 @@ class NetnsLab:
             agent.stop()
         self.agents = []
 
-    def close(self) -> None:
-        self.stop_agents()
+    def unmount_all(self) -> None:
         for path in reversed(self._mounts):
             subprocess.run(["umount", "-l", str(path)], capture_output=True, timeout=30)
         self._mounts = []
+
+    def close(self) -> None:
+        self.stop_agents()
+        self.unmount_all()
         for board in reversed(self.boards):
             _remove_board(board)
         self.boards = []
@@ -148,7 +151,7 @@ def _make_board(board: Board, board_if: str) -> None:
     sysctl(f"net.ipv4.conf.{board.host_if}.route_localnet", "1")
     ip("addr", "add", f"{board.host_addr}/30", "dev", board.host_if)
     ip("link", "set", board.host_if, "up")
-    ip("route", "add", "blackhole", board.subnet, "metric", "4000")
+    ip("route", "replace", "blackhole", board.subnet, "metric", "4000")  # replace: one left by a killed session
     for name in (f"net.ipv4.conf.{board_if}.route_localnet", "net.ipv4.conf.all.route_localnet"):
         sysctl(name, "1", namespace=board.namespace)
     ip("addr", "add", f"{board.board_addr}/30", "dev", board_if, namespace=board.namespace)
