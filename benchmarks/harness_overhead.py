@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from agent.backends.onnxruntime import OrtEngine
+from agent.backends import onnxruntime as ort_backend
+from agent.backends.base import BackendOptions
 from agent.measure import make_inputs
 from benchmarks.figures import Figure
 from controller.client import AgentClient, sha256_file
@@ -27,7 +28,9 @@ def bare_median_ms(path: Path) -> float:
     so = ort.SessionOptions()
     so.intra_op_num_threads = THREADS
     session = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
-    feeds = make_inputs(OrtEngine(session).inputs, 1, seed=0)  # the agent's own input generator
+    engine = ort_backend.load(str(path), BackendOptions(threads=THREADS))  # only for the input specs
+    feeds = make_inputs(engine.inputs, 1, seed=0)  # the agent's own input generator
+    engine.close()
     clock, run = time.perf_counter_ns, session.run
     end = clock() + int(WARMUP_S * 1e9)
     while clock() < end:
