@@ -14,7 +14,7 @@ recipes: [fp32]
 targets:
   - device: board-a
   - device: board-b
-measure: {warmup_seconds: 0.3, min_seconds: 2.0}
+measure: {warmup_seconds: 0.5, min_seconds: 3.0}
 """
 
 
