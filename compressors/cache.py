@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 _STAGING_PREFIX = ".staging-"
@@ -49,3 +50,13 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: stream.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def is_current_model(model_dir: Path, cache_format: int, files: Iterable[str]) -> bool:
+    """A trained model's cache entry is usable: its training.json names this cache format and
+    every file it should hold is there (an older format is rebuilt, not half-reused)."""
+    try:
+        record = json.loads((model_dir / "training.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return record.get("cache_format") == cache_format and all((model_dir / name).is_file() for name in files)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from compressors.cache import staged_directory
+from compressors.cache import is_current_model, staged_directory
 from compressors.models.bundle import ModelBundle, TorchSource
 from compressors.progress import ProgressFn, report
 
@@ -42,7 +42,7 @@ FILES = ("model.onnx", "calib.npz", "eval.npz", "train.npz", "state_dict.pt", "t
 def build(cache_dir: Path, progress: ProgressFn | None = None) -> ModelBundle:
     """Return the cached model, training and exporting it first if it is not cached yet."""
     model_dir = cache_dir / "models" / NAME
-    if not _is_current(model_dir):
+    if not is_current_model(model_dir, CACHE_FORMAT, FILES):
         shutil.rmtree(model_dir, ignore_errors=True)  # an older format, or damaged
         with staged_directory(model_dir) as staging:
             _train_and_export(staging, progress)
@@ -51,14 +51,6 @@ def build(cache_dir: Path, progress: ProgressFn | None = None) -> ModelBundle:
         NAME, model_dir / "model.onnx", model_dir / "calib.npz", model_dir / "eval.npz", metric="top1",
         torch_source=source,
     )
-
-
-def _is_current(model_dir: Path) -> bool:
-    try:
-        record = json.loads((model_dir / "training.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return record.get("cache_format") == CACHE_FORMAT and all((model_dir / name).is_file() for name in FILES)
 
 
 def load_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
