@@ -14,25 +14,31 @@ from protos import agent_pb2 as pb
 from agent import __version__
 from agent.backends import UnknownBackendError, get_backend
 from agent.backends.base import BackendOptions, BackendUnavailableError, BadInputError, Engine
+from agent.fidelity import compare_all
 from agent.fingerprint import collect_fingerprint
-from agent.measure import Measurement, MeasurePolicy, WarmupPolicy, make_inputs, measure, measure_streams, warm_up
-from agent.pb import failure_event, fingerprint_to_pb, power_to_pb, progress_event, stats_to_pb
+from agent.inputs import Feeds, describe_inputs, load_feeds, load_fidelity_set, synthetic_feeds
+from agent.measure import Measurement, MeasurePolicy, WarmupPolicy, measure, measure_streams, warm_up
+from agent.pb import failure_event, fidelity_to_pb, fingerprint_to_pb, power_to_pb, progress_event, stats_to_pb
 from agent.sensors import probe
 from agent.sensors.monitor import PowerMonitor, PowerSummary
+from agent.shapes import Shape, run_shape
 
 Emit = Callable[[pb.BenchmarkEvent], None]
 IDLE_BASELINE_SECONDS = 0.5
+SYNTHETIC = "synthetic"   # Result.input_source when no input data was shipped
 
 
 class Job:
     def __init__(self, spec: pb.BenchmarkSpec, artifact_path: str, eval_path: str | None, emit: Emit,
-                 engine_cache_dir: str = "") -> None:
+                 engine_cache_dir: str = "", inputs_path: str = "", fidelity_path: str = "") -> None:
         self.spec, self.artifact_path, self.eval_path, self.emit = spec, artifact_path, eval_path, emit
+        self.inputs_path, self.fidelity_path = inputs_path, fidelity_path
         self.options = BackendOptions(threads=spec.threads, execution_provider=spec.execution_provider,
                                       delegate=spec.delegate, precision=spec.precision,
                                       batch_size=max(spec.batch_size, 1), engine_cache_dir=engine_cache_dir,
                                       dla_core=spec.dla_core if spec.HasField("dla_core") else -1,
-                                      sparsity=spec.sparsity, cuda_graph=spec.cuda_graph)
+                                      sparsity=spec.sparsity, cuda_graph=spec.cuda_graph,
+                                      input_shapes=tuple((s.name, tuple(s.dims)) for s in spec.input_shapes))
 
     def run(self) -> None:
         try:
@@ -51,11 +57,14 @@ class Job:
             engine, load_ms = self._load()
             extra: list[Engine] = []
             try:
-                feeds = make_inputs(engine.inputs, self.options.batch_size, self.spec.seed)
-                first_ms = self._first_inference(engine, feeds)
+                shapes = self._run_shapes(engine)
+                samples, source = self._samples(engine, shapes)
+                first_ms = self._first_inference(engine, samples[0], source == SYNTHETIC, shapes)
                 extra = self._stream_engines()
-                result = self._measure([engine, *extra], feeds, monitor)
+                result = self._measure([engine, *extra], samples, monitor)
+                _record_inputs(result, engine, samples, source)
                 self._accuracy(engine, result)
+                self._fidelity(engine, result)
             finally:
                 for e in [engine, *extra]:
                     e.close()
@@ -77,25 +86,44 @@ class Job:
         engine = backend.load(self.artifact_path, self.options)
         return engine, (time.perf_counter_ns() - start) / 1e6
 
-    def _first_inference(self, engine: Engine, feeds) -> float:
-        """The cold tier's second half; a model that cannot run its own inputs is bad input."""
+    def _run_shapes(self, engine: Engine) -> dict[str, Shape]:
+        """Every input's exact shape: the controller's, or a static model's own; never a guess."""
+        names = [spec.name for spec in engine.inputs]
+        unknown = [name for name, _ in self.options.input_shapes if name not in names]
+        if unknown:
+            raise BadInputError(f"the job gives a shape for {unknown[0]!r}, but the model's inputs are {names}")
+        return {spec.name: run_shape(spec.name, spec.shape, self.options.batch_size,
+                                     self.options.shape_of(spec.name), spec.dim_names) for spec in engine.inputs}
+
+    def _samples(self, engine: Engine, shapes: dict[str, Shape]) -> tuple[list[Feeds], str]:
+        """The user's input data when the job ships some, else synthetic data (and the result says so)."""
+        if self.inputs_path:
+            return load_feeds(self.inputs_path, engine.inputs, shapes), f"inputs:{self.spec.inputs_artifact_sha256}"
+        return [synthetic_feeds(engine.inputs, shapes, self.spec.seed)], SYNTHETIC
+
+    def _first_inference(self, engine: Engine, feeds: Feeds, synthetic: bool, shapes: dict[str, Shape]) -> float:
+        """The cold tier's second half; a model that cannot run its inputs is bad input."""
         start = time.perf_counter_ns()
         try:
             engine.run(feeds)
         except Exception as exc:
-            raise BadInputError(f"the model does not run on generated inputs {_shapes(feeds)}: "
+            if synthetic:
+                raise BadInputError(f"the model fails at {_shapes(feeds)} on synthetic inputs ({_first_line(exc)}); "
+                                    f"check --shape, or give real values with --inputs FILE.npz holding "
+                                    f"{describe_inputs(engine.inputs, shapes)}") from exc
+            raise BadInputError(f"the model fails on the given input data at {_shapes(feeds)}: "
                                 f"{_first_line(exc)}") from exc
         return (time.perf_counter_ns() - start) / 1e6
 
-    def _measure(self, engines: list[Engine], feeds, monitor: PowerMonitor | None) -> pb.Result:
+    def _measure(self, engines: list[Engine], samples: list[Feeds], monitor: PowerMonitor | None) -> pb.Result:
         self.emit(progress_event("warmup", 0.0))
-        warmups = sum(warm_up(e, feeds, _warmup_policy(self.spec.warmup)) for e in engines)
+        warmups = sum(warm_up(e, samples, _warmup_policy(self.spec.warmup)) for e in engines)
         if monitor is not None:
             monitor.start()
         report = lambda phase, frac: self.emit(progress_event(phase, frac))  # noqa: E731
         policy = _measure_policy(self.spec.measure)
-        m = measure(engines[0], feeds, policy, report) if len(engines) == 1 else \
-            measure_streams(engines, feeds, policy, report)
+        m = measure(engines[0], samples, policy, report) if len(engines) == 1 else \
+            measure_streams(engines, samples, policy, report)
         power = None
         if monitor is not None:
             monitor.stop()
@@ -125,6 +153,35 @@ class Job:
         self.emit(progress_event("accuracy", 0.0))
         result.accuracy = top1_on_device(engine, self.eval_path)
         result.accuracy_available = True
+
+
+    def _fidelity(self, engine: Engine, result: pb.Result) -> None:
+        """The board's outputs on the shipped fidelity feeds against the fp32 model's, per output."""
+        if not self.fidelity_path:
+            return
+        self.emit(progress_event("fidelity", 0.0))
+        fidelity_set = load_fidelity_set(self.fidelity_path)
+        try:
+            outputs = [engine.run(feeds) for feeds in fidelity_set.feeds]
+            found = compare_all(fidelity_set.output_names, _same_count(outputs, fidelity_set.output_names),
+                                fidelity_set.references)
+        except Exception as exc:  # a runtime error or a layout the reference does not share: say so, keep timing
+            result.fidelity_unavailable_reason = f"the board could not compare its outputs: {_first_line(exc)}"
+            return
+        result.fidelity.extend(fidelity_to_pb(f) for f in found)
+
+
+def _same_count(outputs: list[list[np.ndarray]], names: list[str]) -> list[list[np.ndarray]]:
+    if outputs and len(outputs[0]) != len(names):
+        raise ValueError(f"the model has {len(outputs[0])} outputs, the reference {len(names)} {names}")
+    return outputs
+
+
+def _record_inputs(result: pb.Result, engine: Engine, samples: list[Feeds], source: str) -> None:
+    """The conditions of the measurement: the shapes every input ran at and where the data came from."""
+    for spec in engine.inputs:
+        result.input_shapes.add(name=spec.name, dims=list(samples[0][spec.name].shape))
+    result.input_source, result.input_samples = source, len(samples)
 
 
 _NO_SENSOR = "no power sensor on this board (RAPL, NVML, INA3221, tegrastats, Pi PMIC all absent)"
@@ -198,7 +255,7 @@ def _peak_rss_bytes() -> int:
 
 
 def _shapes(feeds) -> str:
-    return ", ".join(f"{k}{list(v.shape)}:{v.dtype}" for k, v in feeds.items())
+    return ", ".join(f"{k}{list(v.shape)}" for k, v in feeds.items())
 
 
 def _first_line(exc: BaseException) -> str:

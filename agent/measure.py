@@ -2,16 +2,18 @@
 both a minimum count and a minimum duration are met, capped by a maximum."""
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Dict, Sequence
 
 import numpy as np
 
-from agent.backends.base import Engine, TensorSpec
+from agent.backends.base import Engine
 
 ProgressFn = Callable[[str, float], None]
+Feeds = Dict[str, np.ndarray]
 _PROGRESS_EVERY_NS = 500_000_000
 
 
@@ -37,62 +39,43 @@ class Measurement:
     warmup_iterations: int
 
 
-def make_inputs(specs: Sequence[TensorSpec], batch_size: int, seed: int) -> dict[str, np.ndarray]:
-    """Deterministic synthetic inputs; dynamic dims take the batch size (first) or 1."""
-    rng = np.random.default_rng(seed)
-    feeds = {}
-    for spec in specs:
-        shape = [batch_size if (d < 0 and i == 0) else max(d, 1) for i, d in enumerate(spec.shape)]
-        feeds[spec.name] = _random_tensor(rng, shape, spec.dtype)
-    return feeds
-
-
-def _random_tensor(rng: np.random.Generator, shape: list[int], dtype: str) -> np.ndarray:
-    if dtype.startswith("float"):
-        return rng.random(shape, dtype=np.float32).astype(dtype)
-    if dtype in ("int8", "uint8"):  # quantized image data: the whole range
-        info = np.iinfo(dtype)
-        return rng.integers(info.min, info.max + 1, size=shape).astype(dtype)
-    # int32/int64 inputs are indices (token ids) or masks: 1 is valid for both, so a text model
-    # runs on in-vocabulary tokens with a full attention mask.
-    return np.ones(shape, dtype=dtype if dtype != "bool" else bool)
-
-
-def warm_up(engine: Engine, feeds: dict[str, np.ndarray], policy: WarmupPolicy) -> int:
-    clock, run = time.perf_counter_ns, engine.run
+def warm_up(engine: Engine, samples: Sequence[Feeds], policy: WarmupPolicy) -> int:
+    clock, run, next_feeds = time.perf_counter_ns, engine.run, itertools.cycle(samples).__next__
     end = clock() + int(policy.min_seconds * 1e9)
     n = 0
     while n < policy.min_iterations or clock() < end:
-        run(feeds)
+        run(next_feeds())
         n += 1
     return n
 
 
-def measure(engine: Engine, feeds: dict[str, np.ndarray], policy: MeasurePolicy,
+def measure(engine: Engine, samples: Sequence[Feeds], policy: MeasurePolicy,
             progress: ProgressFn | None = None) -> Measurement:
+    """Time one engine on the given feeds, cycling through them (one feed: the same one every time)."""
     if engine.compute_separable:
-        return _measure_separable(engine, feeds, policy, progress)
-    clock, run = time.perf_counter_ns, engine.run
-    samples: list[int] = []
+        return _measure_separable(engine, samples, policy, progress)
+    clock, run, next_feeds = time.perf_counter_ns, engine.run, itertools.cycle(samples).__next__
+    times: list[int] = []
     stop = _StopRule(policy, clock(), progress)
     while True:
+        feeds = next_feeds()  # outside the timed region
         t0 = clock()
         run(feeds)
         t1 = clock()
-        samples.append(t1 - t0)
-        if stop.reached(len(samples), t1):
+        times.append(t1 - t0)
+        if stop.reached(len(times), t1):
             break
-    return Measurement(samples, [], (clock() - stop.start) / 1e9, 0)
+    return Measurement(times, [], (clock() - stop.start) / 1e9, 0)
 
 
-def _measure_separable(engine: Engine, feeds: dict[str, np.ndarray], policy: MeasurePolicy,
+def _measure_separable(engine: Engine, samples: Sequence[Feeds], policy: MeasurePolicy,
                        progress: ProgressFn | None) -> Measurement:
-    clock = time.perf_counter_ns
+    clock, next_feeds = time.perf_counter_ns, itertools.cycle(samples).__next__
     host: list[int] = []
     compute: list[int] = []
     stop = _StopRule(policy, clock(), progress)
     while True:
-        timing = engine.run_timed(feeds)
+        timing = engine.run_timed(next_feeds())
         host.append(timing.host_ns)
         compute.append(timing.compute_ns or 0)
         if stop.reached(len(host), clock()):
@@ -121,7 +104,7 @@ class _StopRule:
         return False
 
 
-def measure_streams(engines: Sequence[Engine], feeds: dict[str, np.ndarray], policy: MeasurePolicy,
+def measure_streams(engines: Sequence[Engine], samples: Sequence[Feeds], policy: MeasurePolicy,
                     progress: ProgressFn | None = None) -> Measurement:
     """Throughput mode: one thread per engine, all running at once, until the shared stop
     rule is met. Latencies are per request under that load; FPS counts every stream."""
@@ -132,13 +115,14 @@ def measure_streams(engines: Sequence[Engine], feeds: dict[str, np.ndarray], pol
     lock = threading.Lock()
     total = [0]
 
-    def stream(engine: Engine, samples: list[int]) -> None:
-        run = engine.run
+    def stream(engine: Engine, times: list[int]) -> None:
+        run, next_feeds = engine.run, itertools.cycle(samples).__next__
         while not done.is_set():
+            feeds = next_feeds()
             t0 = clock()
             run(feeds)
             t1 = clock()
-            samples.append(t1 - t0)
+            times.append(t1 - t0)
             with lock:  # the stop rule and the count are shared; outside the timed region
                 total[0] += 1
                 if stop.reached(total[0], t1):
@@ -149,5 +133,4 @@ def measure_streams(engines: Sequence[Engine], feeds: dict[str, np.ndarray], pol
         t.start()
     for t in threads:
         t.join()
-    samples = [x for s in per_stream for x in s]
-    return Measurement(samples, [], (clock() - stop.start) / 1e9, 0)
+    return Measurement([x for s in per_stream for x in s], [], (clock() - stop.start) / 1e9, 0)

@@ -5,6 +5,7 @@ from typing import Sequence
 
 from protos import agent_pb2 as pb
 
+from agent.fidelity import OutputFidelity
 from agent.fingerprint import EnvironmentFingerprint, throttled_between
 from agent.sensors.monitor import PowerSummary
 from agent.stats import LatencyStats
@@ -44,3 +45,9 @@ def progress_event(phase: str, fraction: float, message: str = "") -> pb.Benchma
 
 def failure_event(kind: int, message: str) -> pb.BenchmarkEvent:
     return pb.BenchmarkEvent(failure=pb.Failure(kind=kind, message=message))
+
+
+def fidelity_to_pb(f: OutputFidelity) -> pb.OutputFidelity:
+    return pb.OutputFidelity(name=f.name, cosine=f.cosine, snr_db=f.snr_db, max_abs_error=f.max_abs_error,
+                             classifier=f.classifier, top1_agreement=f.top1_agreement,
+                             top5_agreement=f.top5_agreement, samples=f.samples)

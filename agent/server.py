@@ -78,7 +78,9 @@ class AgentService(pb_grpc.AgentServicer):
         return pb.ArtifactRef(sha256=sha, size=writer.received, bytes_received=writer.received)
 
     def Benchmark(self, request: pb.BenchmarkSpec, context) -> Iterator[pb.BenchmarkEvent]:
-        missing = [s for s in (request.artifact_sha256, request.eval_artifact_sha256) if s and not self.store.has(s)]
+        wanted = (request.artifact_sha256, request.eval_artifact_sha256, request.inputs_artifact_sha256,
+                  request.fidelity_artifact_sha256)
+        missing = [s for s in wanted if s and not self.store.has(s)]
         if missing:
             yield failure_event(pb.Failure.BAD_INPUT, f"artifact(s) not on this agent: {', '.join(missing)}; "
                                                       "upload them first")
@@ -89,13 +91,19 @@ class AgentService(pb_grpc.AgentServicer):
     def _run_job(self, spec: pb.BenchmarkSpec) -> Iterator[pb.BenchmarkEvent]:
         spec.job_id = spec.job_id or uuid.uuid4().hex
         model = str(self.store.touch(spec.artifact_sha256))
-        eval_path = str(self.store.touch(spec.eval_artifact_sha256)) if spec.eval_artifact_sha256 else None
+        eval_path = self._path(spec.eval_artifact_sha256) or None
         for event in run_in_worker(spec, model, eval_path, spec.timeout_seconds or DEFAULT_TIMEOUT_SECONDS,
-                                   engine_cache_dir=str(self.engine_cache_dir)):
+                                   engine_cache_dir=str(self.engine_cache_dir),
+                                   inputs_path=self._path(spec.inputs_artifact_sha256),
+                                   fidelity_path=self._path(spec.fidelity_artifact_sha256)):
             if event.WhichOneof("event") == "result":
                 event.result.device.CopyFrom(self.device())
                 self._count(event.result)
             yield event
+
+    def _path(self, sha256: str) -> str:
+        """The stored artifact's path ("" when the job names none), marked as recently used."""
+        return str(self.store.touch(sha256)) if sha256 else ""
 
     def _count(self, result: pb.Result) -> None:
         self.counters.jobs_run += 1

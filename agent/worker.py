@@ -28,13 +28,15 @@ WORKER_COMMAND = (sys.executable, "-m", "agent.worker")
 
 
 def run_in_worker(spec: pb.BenchmarkSpec, artifact_path: str, eval_path: str | None, timeout_s: float,
-                  command: Sequence[str] = WORKER_COMMAND, engine_cache_dir: str = "") -> Iterator[pb.BenchmarkEvent]:
+                  command: Sequence[str] = WORKER_COMMAND, engine_cache_dir: str = "", inputs_path: str = "",
+                  fidelity_path: str = "") -> Iterator[pb.BenchmarkEvent]:
     """Yield the child's events; always ends with exactly one Result or Failure.
 
     `engine_cache_dir` is where the child keeps built engines between jobs; "" builds every time.
+    `inputs_path` and `fidelity_path` are the job's input-data and fidelity artifacts ("" = none).
     """
     read_fd, write_fd = os.pipe()
-    cmd = list(command) + [str(write_fd), artifact_path, eval_path or "", engine_cache_dir]
+    cmd = list(command) + [str(write_fd), artifact_path, eval_path or "", engine_cache_dir, inputs_path, fidelity_path]
     child = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                              pass_fds=(write_fd,), start_new_session=True)
     os.close(write_fd)
@@ -149,7 +151,9 @@ def _child_main(argv: list[str]) -> int:
         out.write(_LEN.pack(len(data)) + data)
 
     spec = pb.BenchmarkSpec.FromString(sys.stdin.buffer.read())
-    Job(spec, argv[1], argv[2] or None, emit, engine_cache_dir=argv[3] if len(argv) > 3 else "").run()
+    optional = argv[3:] + [""] * (6 - len(argv))
+    Job(spec, argv[1], argv[2] or None, emit, engine_cache_dir=optional[0], inputs_path=optional[1],
+        fidelity_path=optional[2]).run()
     out.close()
     return 0
 

@@ -64,6 +64,7 @@ class AgentClient:
             if self._security.tls else grpc.insecure_channel(address, options=_CHANNEL_OPTIONS)
         self._stub = pb_grpc.AgentStub(self._channel)
         self._connect_timeout_s = connect_timeout_s
+        self.device_info: pb.DeviceInfo | None = None  # what Describe said on connect
 
     def connect(self) -> pb.DeviceInfo:
         try:
@@ -72,7 +73,8 @@ class AgentClient:
             raise AgentUnreachableError(
                 f"device {self.name!r}: no agent answered at {self.address} within {self._connect_timeout_s:g} s; "
                 f"start one there with 'edgefarm-agent serve' or fix host/port in devices.yaml") from None
-        return self.describe()
+        self.device_info = self.describe()
+        return self.device_info
 
     def describe(self) -> pb.DeviceInfo:
         return self._call(self._stub.Describe, pb.DescribeRequest(), timeout=30)

@@ -152,8 +152,8 @@ def exit_code(verdicts: Iterable[Verdict]) -> int:
 
 # --- the environment fields that must match -------------------------------------------------------
 
-# Clocks and power mode set the speed outright; runtime versions change kernels; batch size changes
-# the work. Temperatures and current frequency are effects of the run, not settings, so they stay out.
+# Clocks and power mode set the speed outright; runtime versions change kernels; batch size, input
+# shapes and input data change the work. Temperatures and current frequency are effects of the run, not settings, so they stay out.
 _SETTING_FIELDS = ("cpu_governor", "nvpmodel_mode", "jetson_clocks")
 
 
@@ -162,6 +162,9 @@ def fingerprint_of(result: pb.Result) -> dict[str, str]:
     env = result.environment
     fields = {name: getattr(env, name) for name in _SETTING_FIELDS}
     fields["batch_size"] = str(result.batch_size or 1)  # 0 on the wire means 1
+    if result.input_source:  # edgefarm.v1.1: what was fed is part of what was measured
+        fields["input_shapes"] = " ".join(f"{s.name}:{'x'.join(map(str, s.dims))}" for s in result.input_shapes)
+        fields["inputs"] = result.input_source
     fields.update({f"versions.{name}": version for name, version in env.versions.items()})
     return fields
 

@@ -103,7 +103,7 @@ class MeasurePolicy(_message.Message):
     def __init__(self, min_iterations: _Optional[int] = ..., min_seconds: _Optional[float] = ..., max_iterations: _Optional[int] = ..., max_seconds: _Optional[float] = ...) -> None: ...
 
 class BenchmarkSpec(_message.Message):
-    __slots__ = ("job_id", "artifact_sha256", "backend", "threads", "execution_provider", "delegate", "precision", "batch_size", "warmup", "measure", "timeout_seconds", "eval_artifact_sha256", "seed", "streams", "dla_core", "sparsity", "cuda_graph")
+    __slots__ = ("job_id", "artifact_sha256", "backend", "threads", "execution_provider", "delegate", "precision", "batch_size", "warmup", "measure", "timeout_seconds", "eval_artifact_sha256", "seed", "streams", "dla_core", "sparsity", "cuda_graph", "input_shapes", "inputs_artifact_sha256", "fidelity_artifact_sha256")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     ARTIFACT_SHA256_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
@@ -121,6 +121,9 @@ class BenchmarkSpec(_message.Message):
     DLA_CORE_FIELD_NUMBER: _ClassVar[int]
     SPARSITY_FIELD_NUMBER: _ClassVar[int]
     CUDA_GRAPH_FIELD_NUMBER: _ClassVar[int]
+    INPUT_SHAPES_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_ARTIFACT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    FIDELITY_ARTIFACT_SHA256_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     artifact_sha256: str
     backend: str
@@ -138,7 +141,38 @@ class BenchmarkSpec(_message.Message):
     dla_core: int
     sparsity: bool
     cuda_graph: bool
-    def __init__(self, job_id: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., backend: _Optional[str] = ..., threads: _Optional[int] = ..., execution_provider: _Optional[str] = ..., delegate: _Optional[str] = ..., precision: _Optional[str] = ..., batch_size: _Optional[int] = ..., warmup: _Optional[_Union[WarmupPolicy, _Mapping]] = ..., measure: _Optional[_Union[MeasurePolicy, _Mapping]] = ..., timeout_seconds: _Optional[float] = ..., eval_artifact_sha256: _Optional[str] = ..., seed: _Optional[int] = ..., streams: _Optional[int] = ..., dla_core: _Optional[int] = ..., sparsity: bool = ..., cuda_graph: bool = ...) -> None: ...
+    input_shapes: _containers.RepeatedCompositeFieldContainer[InputShape]
+    inputs_artifact_sha256: str
+    fidelity_artifact_sha256: str
+    def __init__(self, job_id: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., backend: _Optional[str] = ..., threads: _Optional[int] = ..., execution_provider: _Optional[str] = ..., delegate: _Optional[str] = ..., precision: _Optional[str] = ..., batch_size: _Optional[int] = ..., warmup: _Optional[_Union[WarmupPolicy, _Mapping]] = ..., measure: _Optional[_Union[MeasurePolicy, _Mapping]] = ..., timeout_seconds: _Optional[float] = ..., eval_artifact_sha256: _Optional[str] = ..., seed: _Optional[int] = ..., streams: _Optional[int] = ..., dla_core: _Optional[int] = ..., sparsity: bool = ..., cuda_graph: bool = ..., input_shapes: _Optional[_Iterable[_Union[InputShape, _Mapping]]] = ..., inputs_artifact_sha256: _Optional[str] = ..., fidelity_artifact_sha256: _Optional[str] = ...) -> None: ...
+
+class InputShape(_message.Message):
+    __slots__ = ("name", "dims")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DIMS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    dims: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, name: _Optional[str] = ..., dims: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class OutputFidelity(_message.Message):
+    __slots__ = ("name", "cosine", "snr_db", "max_abs_error", "classifier", "top1_agreement", "top5_agreement", "samples")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    COSINE_FIELD_NUMBER: _ClassVar[int]
+    SNR_DB_FIELD_NUMBER: _ClassVar[int]
+    MAX_ABS_ERROR_FIELD_NUMBER: _ClassVar[int]
+    CLASSIFIER_FIELD_NUMBER: _ClassVar[int]
+    TOP1_AGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    TOP5_AGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    cosine: float
+    snr_db: float
+    max_abs_error: float
+    classifier: bool
+    top1_agreement: float
+    top5_agreement: float
+    samples: int
+    def __init__(self, name: _Optional[str] = ..., cosine: _Optional[float] = ..., snr_db: _Optional[float] = ..., max_abs_error: _Optional[float] = ..., classifier: bool = ..., top1_agreement: _Optional[float] = ..., top5_agreement: _Optional[float] = ..., samples: _Optional[int] = ...) -> None: ...
 
 class Progress(_message.Message):
     __slots__ = ("phase", "fraction", "message")
@@ -238,7 +272,7 @@ class EnvironmentFingerprint(_message.Message):
     def __init__(self, cpu_governor: _Optional[str] = ..., cpu_cur_freq_khz: _Optional[int] = ..., cpu_max_freq_khz: _Optional[int] = ..., nvpmodel_mode: _Optional[str] = ..., jetson_clocks: _Optional[str] = ..., temps_start_c: _Optional[_Mapping[str, float]] = ..., temps_end_c: _Optional[_Mapping[str, float]] = ..., throttled: bool = ..., throttle_flags: _Optional[_Iterable[str]] = ..., versions: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Result(_message.Message):
-    __slots__ = ("job_id", "backend", "provider", "samples_ns", "latency", "compute_separable", "compute_samples_ns", "compute_latency", "fps", "load_ms", "first_inference_ms", "peak_rss_bytes", "measure_seconds", "warmup_iterations", "batch_size", "device", "power", "environment", "accuracy_available", "accuracy", "streams", "engine_build_ms", "engine_cache_hit")
+    __slots__ = ("job_id", "backend", "provider", "samples_ns", "latency", "compute_separable", "compute_samples_ns", "compute_latency", "fps", "load_ms", "first_inference_ms", "peak_rss_bytes", "measure_seconds", "warmup_iterations", "batch_size", "device", "power", "environment", "accuracy_available", "accuracy", "streams", "engine_build_ms", "engine_cache_hit", "input_shapes", "input_source", "input_samples", "fidelity", "fidelity_unavailable_reason")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
@@ -262,6 +296,11 @@ class Result(_message.Message):
     STREAMS_FIELD_NUMBER: _ClassVar[int]
     ENGINE_BUILD_MS_FIELD_NUMBER: _ClassVar[int]
     ENGINE_CACHE_HIT_FIELD_NUMBER: _ClassVar[int]
+    INPUT_SHAPES_FIELD_NUMBER: _ClassVar[int]
+    INPUT_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    INPUT_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    FIDELITY_FIELD_NUMBER: _ClassVar[int]
+    FIDELITY_UNAVAILABLE_REASON_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     backend: str
     provider: str
@@ -285,7 +324,12 @@ class Result(_message.Message):
     streams: int
     engine_build_ms: float
     engine_cache_hit: bool
-    def __init__(self, job_id: _Optional[str] = ..., backend: _Optional[str] = ..., provider: _Optional[str] = ..., samples_ns: _Optional[_Iterable[int]] = ..., latency: _Optional[_Union[LatencyStats, _Mapping]] = ..., compute_separable: bool = ..., compute_samples_ns: _Optional[_Iterable[int]] = ..., compute_latency: _Optional[_Union[LatencyStats, _Mapping]] = ..., fps: _Optional[float] = ..., load_ms: _Optional[float] = ..., first_inference_ms: _Optional[float] = ..., peak_rss_bytes: _Optional[int] = ..., measure_seconds: _Optional[float] = ..., warmup_iterations: _Optional[int] = ..., batch_size: _Optional[int] = ..., device: _Optional[_Union[DeviceInfo, _Mapping]] = ..., power: _Optional[_Union[PowerSummary, _Mapping]] = ..., environment: _Optional[_Union[EnvironmentFingerprint, _Mapping]] = ..., accuracy_available: bool = ..., accuracy: _Optional[float] = ..., streams: _Optional[int] = ..., engine_build_ms: _Optional[float] = ..., engine_cache_hit: bool = ...) -> None: ...
+    input_shapes: _containers.RepeatedCompositeFieldContainer[InputShape]
+    input_source: str
+    input_samples: int
+    fidelity: _containers.RepeatedCompositeFieldContainer[OutputFidelity]
+    fidelity_unavailable_reason: str
+    def __init__(self, job_id: _Optional[str] = ..., backend: _Optional[str] = ..., provider: _Optional[str] = ..., samples_ns: _Optional[_Iterable[int]] = ..., latency: _Optional[_Union[LatencyStats, _Mapping]] = ..., compute_separable: bool = ..., compute_samples_ns: _Optional[_Iterable[int]] = ..., compute_latency: _Optional[_Union[LatencyStats, _Mapping]] = ..., fps: _Optional[float] = ..., load_ms: _Optional[float] = ..., first_inference_ms: _Optional[float] = ..., peak_rss_bytes: _Optional[int] = ..., measure_seconds: _Optional[float] = ..., warmup_iterations: _Optional[int] = ..., batch_size: _Optional[int] = ..., device: _Optional[_Union[DeviceInfo, _Mapping]] = ..., power: _Optional[_Union[PowerSummary, _Mapping]] = ..., environment: _Optional[_Union[EnvironmentFingerprint, _Mapping]] = ..., accuracy_available: bool = ..., accuracy: _Optional[float] = ..., streams: _Optional[int] = ..., engine_build_ms: _Optional[float] = ..., engine_cache_hit: bool = ..., input_shapes: _Optional[_Iterable[_Union[InputShape, _Mapping]]] = ..., input_source: _Optional[str] = ..., input_samples: _Optional[int] = ..., fidelity: _Optional[_Iterable[_Union[OutputFidelity, _Mapping]]] = ..., fidelity_unavailable_reason: _Optional[str] = ...) -> None: ...
 
 class Failure(_message.Message):
     __slots__ = ("kind", "message")

@@ -126,12 +126,27 @@ def test_run_shape_fills_the_dynamic_batch(shape: tuple, batch: int, expected: t
 
 
 @pytest.mark.parametrize(("shape", "batch", "message"), [
-    ((-1, 3, -1, -1), 1, "dynamic dimensions other than the batch"),
-    ((1, 64), 8, "fixed shape \\[1, 64\\]; batch_size 8 needs a model exported with a dynamic batch"),
+    ((-1, 3, -1, -1), 1, "input 'x' has dynamic dims \\[\\?, 3, \\?, \\?\\]: give them with --shape x:1x3x224x224"),
+    ((1, 64), 8, "fixed shape \\[1, 64\\]; batch size 8 needs a model exported with a dynamic batch"),
 ])
 def test_run_shape_refuses_what_one_profile_cannot_cover(shape: tuple, batch: int, message: str) -> None:
     with pytest.raises(BadInputError, match=message):
         trt_backend.run_shape("x", shape, batch)
+
+
+def test_run_shape_takes_the_jobs_shape_for_every_dynamic_dim() -> None:
+    assert trt_backend.run_shape("images", (-1, 3, -1, -1), 1, (2, 3, 640, 480)) == (2, 3, 640, 480)
+    with pytest.raises(BadInputError, match="fixed at \\[\\?, 3, \\?, \\?\\]; the job asks for \\[1, 1, 64, 64\\]"):
+        trt_backend.run_shape("images", (-1, 3, -1, -1), 1, (1, 1, 64, 64))
+
+
+def test_the_jobs_shapes_pin_the_profile_and_key_the_engine() -> None:
+    plan = trt_backend.build_plan(BackendOptions(input_shapes=(("images", (1, 3, 640, 640)),)))
+    other = trt_backend.build_plan(BackendOptions(input_shapes=(("images", (1, 3, 320, 320)),)))
+    keys = [trt_backend.engine_key("a" * 64, p, "10.3.0", "Orin", "8.7", "", "") for p in (plan, other)]
+    assert keys[0] != keys[1]
+    assert trt_backend.input_specs([IoTensor("images", True, (-1, 3, -1, -1), "float32")], plan) == \
+        [TensorSpec("images", [1, 3, 640, 640], "float32")]
 
 
 TENSORS = [IoTensor("input", True, (-1, 64), "float32"), IoTensor("mask", True, (-1, 64), "int32"),
@@ -139,8 +154,9 @@ TENSORS = [IoTensor("input", True, (-1, 64), "float32"), IoTensor("mask", True, 
 
 
 def test_input_specs_are_the_inputs_at_the_run_shape() -> None:
-    assert trt_backend.input_specs(TENSORS, 4) == [TensorSpec("input", [4, 64], "float32"),
-                                                    TensorSpec("mask", [4, 64], "int32")]
+    plan = trt_backend.build_plan(BackendOptions(batch_size=4))
+    assert trt_backend.input_specs(TENSORS, plan) == [TensorSpec("input", [4, 64], "float32"),
+                                                     TensorSpec("mask", [4, 64], "int32")]
 
 
 def test_bindings_list_follows_binding_order_not_the_mapping_order() -> None:
@@ -421,9 +437,11 @@ def test_profile_pins_a_dynamic_batch_and_is_left_out_for_static_models() -> Non
     profiles: list[FakeProfile] = []
     builder = SimpleNamespace(create_optimization_profile=lambda: profiles.append(FakeProfile()) or profiles[-1])
     config = SimpleNamespace(added=[], add_optimization_profile=lambda p: config.added.append(p))
-    profile = trt_backend._add_profile(builder, config, _network((-1, 3, 8, 8), (1, 5)), batch_size=1)
+    profile = trt_backend._add_profile(builder, config, _network((-1, 3, 8, 8), (1, 5)),
+                                         trt_backend.build_plan(BackendOptions()))
     assert profile.shapes == {"in0": ((1, 3, 8, 8),) * 3} and config.added == [profile]
-    assert trt_backend._add_profile(builder, config, _network((1, 3, 8, 8)), batch_size=1) is None
+    assert trt_backend._add_profile(builder, config, _network((1, 3, 8, 8)),
+                                    trt_backend.build_plan(BackendOptions())) is None
 
 
 def _fake_trt_for_build(num_dla_cores: int) -> tuple[Any, Any, Any]:

@@ -187,3 +187,15 @@ def test_junit_rejects_two_verdicts_for_one_key():
     verdict = compare(sample(1), sample(2))
     with pytest.raises(ValueError, match="two verdicts"):
         junit_xml([verdict, verdict])
+
+
+def test_results_at_other_input_shapes_or_data_are_incomparable():
+    def result(dims, source):
+        r = pb.Result(batch_size=1, input_source=source)
+        r.input_shapes.add(name="images", dims=dims)
+        return r
+
+    base = fingerprint_of(result([1, 3, 640, 640], "synthetic"))
+    assert base["input_shapes"] == "images:1x3x640x640" and base["inputs"] == "synthetic"
+    assert differing_fields(base, fingerprint_of(result([1, 3, 320, 320], "synthetic"))) == ("input_shapes",)
+    assert differing_fields(base, fingerprint_of(result([1, 3, 640, 640], "inputs:" + "a" * 64))) == ("inputs",)

@@ -20,6 +20,7 @@ class TensorSpec:
     name: str
     shape: Sequence[int]        # -1 marks a dynamic dimension
     dtype: str                  # numpy dtype name, e.g. "float32", "int8"
+    dim_names: Sequence[str] = ()  # symbolic names of dynamic dims where the model has them ("batch")
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,13 @@ class BackendOptions:
     sparsity: bool = False      # let TensorRT pick 2:4 structured-sparse kernels (SPARSE_WEIGHTS)
     cuda_graph: bool = False    # capture the enqueue once as a CUDA graph and replay it
     calibration_path: str = ""  # .npz with an `x` array: INT8 entropy calibration for a non-QDQ model
+    # The exact shape of every input the job runs at (name, dims), every dynamic dim resolved by the
+    # controller. Empty: the model's own static shapes, a dynamic leading dim taking batch_size.
+    input_shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
+
+    def shape_of(self, name: str) -> tuple[int, ...] | None:
+        """The shape this job runs input `name` at, or None when the job does not say."""
+        return dict(self.input_shapes).get(name)
 
 
 @dataclass(frozen=True)

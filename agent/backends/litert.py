@@ -20,11 +20,12 @@ import os
 import platform
 import time
 from functools import lru_cache
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
 from agent.backends.base import BackendOptions, BackendUnavailableError, BadInputError, TensorSpec, Timing
+from agent.shapes import check_wanted
 
 NAME = "litert"
 
@@ -163,8 +164,9 @@ def load(path: str, options: BackendOptions) -> LiteRTEngine:
     if delegate_name == "edgetpu":
         _check_edgetpu_compiled(path)
     interpreter = _make_interpreter(runtime, path, options.threads, delegate_name, delegates)
-    _resize_dynamic_batch(interpreter, options.batch_size)
-    return LiteRTEngine(interpreter, _provider(interpreter, delegate_name), delegates)
+    _resize_inputs(interpreter, options)
+    return LiteRTEngine(interpreter, _provider(interpreter, delegate_name), delegates,
+                        [name for name, _ in options.input_shapes])
 
 
 def _check_tflite_file(path: str) -> None:
@@ -263,15 +265,23 @@ def _unresolved_op_hint(runtime_text: str) -> str:
     return ""
 
 
-def _resize_dynamic_batch(interpreter: Any, batch_size: int) -> None:
-    """Set the batch of inputs exported with a dynamic batch (-1); fixed-batch inputs stay as built."""
-    if batch_size < 1:
-        raise BadInputError(f"batch_size must be >= 1, got {batch_size}")
+def _resize_inputs(interpreter: Any, options: BackendOptions) -> None:
+    """Resize dynamic signature inputs to the job's shapes (or a dynamic batch to the batch size);
+    fixed dimensions stay as built, and a job shape that contradicts one is refused."""
+    if options.batch_size < 1:
+        raise BadInputError(f"batch_size must be >= 1, got {options.batch_size}")
     resized = False
     for detail in interpreter.get_input_details():
-        signature = list(detail.get("shape_signature", detail["shape"]))
-        if signature and signature[0] == -1 and int(detail["shape"][0]) != batch_size:
-            interpreter.resize_tensor_input(detail["index"], [batch_size, *detail["shape"][1:]])
+        signature = [int(d) for d in detail.get("shape_signature", detail["shape"])]
+        wanted = options.shape_of(detail["name"])
+        if wanted is not None:
+            target = list(check_wanted(detail["name"], tuple(signature), tuple(wanted)))
+        elif signature and signature[0] == -1:
+            target = [options.batch_size, *[int(d) for d in detail["shape"][1:]]]
+        else:
+            continue
+        if [int(d) for d in detail["shape"]] != target:
+            interpreter.resize_tensor_input(detail["index"], target)
             resized = True
     if resized:
         interpreter.allocate_tensors()
@@ -294,11 +304,13 @@ def _is_quantized(detail: dict[str, Any]) -> bool:
     return scale != 0 and np.issubdtype(detail["dtype"], np.integer)
 
 
-def _host_spec(detail: dict[str, Any]) -> TensorSpec:
+def _host_spec(detail: dict[str, Any], resized_to_job: bool = False) -> TensorSpec:
     """What the caller feeds: float32 for a quantized input, dynamic dims (other than batch) as -1."""
     signature = list(detail.get("shape_signature", detail["shape"]))
     shape = [int(size) if index == 0 or signature[index] != -1 else -1
              for index, size in enumerate(detail["shape"])]
+    if resized_to_job:  # the job's own shape: what the engine now runs at
+        shape = [int(size) for size in detail["shape"]]
     dtype = "float32" if _is_quantized(detail) else np.dtype(detail["dtype"]).name
     return TensorSpec(name=detail["name"], shape=shape, dtype=dtype)
 
@@ -333,22 +345,27 @@ class LiteRTEngine:
     # LiteRT's Python API has no compute-only timer: host time is the only honest figure.
     compute_separable = False
 
-    def __init__(self, interpreter: Any, provider: str, delegates: list[Any]) -> None:
+    def __init__(self, interpreter: Any, provider: str, delegates: list[Any], job_shaped: Sequence[str] = ()) -> None:
+        """job_shaped: the inputs the job gave a shape for (now fixed at it)."""
         self._interpreter = interpreter
         self._delegates = delegates     # must outlive the interpreter, which only borrows them
         self._input_details = interpreter.get_input_details()
         self._output_details = interpreter.get_output_details()
-        self.inputs = [_host_spec(detail) for detail in self._input_details]
+        self.inputs = [_host_spec(detail, detail["name"] in job_shaped)
+                       for detail in self._input_details]
         self.provider = provider
-        self._checked_feeds_dict: dict[str, np.ndarray] | None = None
+        # Feeds dicts already checked, by id (each kept alive here so its id stays its own): the timed
+        # loop cycles through a job's samples and must not re-check them on every call.
+        self._checked: dict[int, dict[str, np.ndarray]] = {}
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Quantize, invoke, dequantize: all inside the host time, as an application pays it.
         Feeds are checked (and dynamic shapes fitted) once per feeds dict, not on every call,
         so the timed loop carries no validation an application would not do."""
-        if feeds is not self._checked_feeds_dict:
-            self._fit_shapes(self._checked_feeds(feeds))
-            self._checked_feeds_dict = feeds
+        if id(feeds) not in self._checked:
+            if self._fit_shapes(self._checked_feeds(feeds)):
+                self._checked.clear()  # fitted to other shapes than the feeds checked before
+            self._checked[id(feeds)] = feeds
         interpreter = self._interpreter
         for detail, spec in zip(self._input_details, self.inputs):
             interpreter.set_tensor(detail["index"], _quantize(feeds[spec.name], detail))
@@ -374,7 +391,7 @@ class LiteRTEngine:
             _check_feed(spec, array)
         return arrays
 
-    def _fit_shapes(self, arrays: list[np.ndarray]) -> None:
+    def _fit_shapes(self, arrays: list[np.ndarray]) -> bool:
         """A dynamic dim fed a new size: resize every such input, then re-plan the tensors once."""
         resized = False
         for detail, array in zip(self._input_details, arrays):
@@ -385,3 +402,4 @@ class LiteRTEngine:
             self._interpreter.allocate_tensors()
             self._input_details = self._interpreter.get_input_details()
             self._output_details = self._interpreter.get_output_details()
+        return resized

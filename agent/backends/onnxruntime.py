@@ -60,7 +60,7 @@ class OrtEngine:
     def __init__(self, session: Any, wanted: str, model_path: str, build_ms: float, cache_hit: bool) -> None:
         self._session = session
         self._run = session.run  # bound once: keeps the timed loop as lean as a bare run()
-        self.inputs = [TensorSpec(i.name, _dims(i.shape), _ORT_DTYPES.get(i.type, "float32"))
+        self.inputs = [TensorSpec(i.name, _dims(i.shape), _ORT_DTYPES.get(i.type, "float32"), _dim_names(i.shape))
                        for i in session.get_inputs()]
         # The EP list after session creation says what really runs; ORT drops an EP it
         # cannot initialise and falls back to CPU without raising.
@@ -89,6 +89,10 @@ def provider_report(wanted: str, session_providers: list[str]) -> str:
 
 def _dims(shape: list) -> list[int]:
     return [d if isinstance(d, int) and d > 0 else -1 for d in shape]
+
+
+def _dim_names(shape: list) -> tuple[str, ...]:
+    return tuple(d if isinstance(d, str) else "" for d in shape)
 
 
 def load(path: str, options: BackendOptions) -> OrtEngine:

@@ -29,6 +29,7 @@ from typing import Any, Mapping, NamedTuple, Sequence, Tuple
 
 import numpy as np
 
+from agent import shapes
 from agent.backends.base import BackendOptions, BackendUnavailableError, BadInputError, TensorSpec, Timing
 from agent.cuda_device import CudaDevice, CudaUnavailableError, open_cuda_device
 from agent.engine_cache import EngineCache, EngineKey, artifact_sha256, collect_l4t_release, key_flags
@@ -84,6 +85,10 @@ class BuildPlan:
     batch_size: int
     calibration_path: str               # "" = INT8 ranges from the model's Q/DQ nodes
     cuda_graph: bool
+    input_shapes: tuple[tuple[str, Shape], ...] = ()  # the job's shapes: the profile's min = opt = max
+
+    def shape_of(self, name: str) -> Shape | None:
+        return dict(self.input_shapes).get(name)
 
 
 def build_plan(options: BackendOptions) -> BuildPlan:
@@ -98,7 +103,7 @@ def build_plan(options: BackendOptions) -> BuildPlan:
     if options.batch_size < 1:
         raise BadInputError(f"batch_size must be >= 1, got {options.batch_size}")
     return BuildPlan(precision, _builder_flags(precision, options), options.dla_core, options.batch_size,
-                     options.calibration_path, options.cuda_graph)
+                     options.calibration_path, options.cuda_graph, options.input_shapes)
 
 
 def _builder_flags(precision: str, options: BackendOptions) -> tuple[str, ...]:
@@ -122,7 +127,8 @@ def engine_key(artifact_sha: str, plan: BuildPlan, trt_version: str, gpu_name: s
                l4t_release: str, calibration_sha: str) -> EngineKey:
     """Everything a serialized engine depends on. CUDA graphs change how it runs, not what is built."""
     flags = {"dla_core": plan.dla_core, "sparsity": "SPARSE_WEIGHTS" in plan.builder_flags,
-             "batch_size": plan.batch_size, "calibration_sha256": calibration_sha}
+             "batch_size": plan.batch_size, "calibration_sha256": calibration_sha,
+             "input_shapes": ";".join(f"{name}:{'x'.join(map(str, dims))}" for name, dims in plan.input_shapes)}
     return EngineKey(artifact_sha256=artifact_sha, backend=NAME, precision=plan.precision, flags=key_flags(flags),
                      runtime_version=trt_version, gpu_name=gpu_name, compute_capability=compute_capability,
                      l4t_release=l4t_release)
@@ -138,22 +144,14 @@ class IoTensor:
     dtype: str                          # numpy dtype name
 
 
-def run_shape(name: str, shape: Sequence[int], batch_size: int) -> Shape:
-    """The one shape an input is built and run at: a dynamic first dimension takes the batch size."""
-    shape = tuple(int(d) for d in shape)
-    if any(d < 0 for d in shape[1:]):
-        raise BadInputError(f"input {name!r} has dynamic dimensions other than the batch {list(shape)}; "
-                            "export the model with fixed sizes for them")
-    if shape and shape[0] < 0:
-        return (batch_size,) + shape[1:]
-    if batch_size != 1 and (not shape or shape[0] != batch_size):
-        raise BadInputError(f"input {name!r} has a fixed shape {list(shape)}; batch_size {batch_size} needs "
-                            "a model exported with a dynamic batch dimension")
-    return shape
+def run_shape(name: str, shape: Sequence[int], batch_size: int, wanted: Sequence[int] | None = None) -> Shape:
+    """The one shape an input is built and run at: the job's, or a dynamic first dimension set to the batch size."""
+    return shapes.run_shape(name, shape, batch_size, wanted)
 
 
-def input_specs(tensors: Sequence[IoTensor], batch_size: int) -> list[TensorSpec]:
-    return [TensorSpec(t.name, list(run_shape(t.name, t.shape, batch_size)), t.dtype) for t in tensors if t.is_input]
+def input_specs(tensors: Sequence[IoTensor], plan: BuildPlan) -> list[TensorSpec]:
+    return [TensorSpec(t.name, list(run_shape(t.name, t.shape, plan.batch_size, plan.shape_of(t.name))), t.dtype)
+            for t in tensors if t.is_input]
 
 
 def bindings_list(tensors: Sequence[IoTensor], addresses: Mapping[str, int]) -> list[int]:
@@ -307,7 +305,7 @@ def _build(trt: Any, logger: Any, cuda: CudaDevice, path: str, plan: BuildPlan) 
     _parse(parser, path)
     config = builder.create_builder_config()
     _configure(trt, builder, config, plan)
-    profile = _add_profile(builder, config, network, plan.batch_size)
+    profile = _add_profile(builder, config, network, plan)
     calibrator = _attach_int8(trt, config, network, cuda, plan, profile)
     serialized = builder.build_serialized_network(network, config)
     del calibrator  # held until here: the config keeps only a raw pointer to it
@@ -343,13 +341,13 @@ def _configure(trt: Any, builder: Any, config: Any, plan: BuildPlan) -> None:
         config.DLA_core = plan.dla_core
 
 
-def _add_profile(builder: Any, config: Any, network: Any, batch_size: int) -> Any:
-    """Pin every dynamic batch dimension at the job's batch size (min = opt = max: the fastest kernels)."""
+def _add_profile(builder: Any, config: Any, network: Any, plan: BuildPlan) -> Any:
+    """Pin every dynamic dimension at the job's shape (min = opt = max: the fastest kernels)."""
     profile, dynamic = builder.create_optimization_profile(), False
     for index in range(network.num_inputs):
         tensor = network.get_input(index)
         declared = tuple(tensor.shape)
-        shape = run_shape(tensor.name, declared, batch_size)
+        shape = run_shape(tensor.name, declared, plan.batch_size, plan.shape_of(tensor.name))
         if shape != declared:
             profile.set_shape(tensor.name, shape, shape, shape)
             dynamic = True
@@ -371,7 +369,7 @@ def _attach_int8(trt: Any, config: Any, network: Any, cuda: CudaDevice, plan: Bu
     if network.num_inputs != 1:
         raise BadInputError(f"calibration feeds one input; this model has {network.num_inputs}")
     tensor = network.get_input(0)
-    shape = run_shape(tensor.name, tuple(tensor.shape), plan.batch_size)
+    shape = run_shape(tensor.name, tuple(tensor.shape), plan.batch_size, plan.shape_of(tensor.name))
     with np.load(plan.calibration_path, allow_pickle=False) as data:
         batches = calibration_batches(data["x"], shape, np.dtype(trt.nptype(tensor.dtype)).name)
     calibrator = _entropy_calibrator(trt, cuda, batches)
@@ -479,12 +477,12 @@ class TensorRTEngine:
         io_class = _TensorAddressIo if io_api(trt.__version__) == IO_TENSOR_ADDRESS else _BindingIo
         self._io = io_class(trt, loaded.engine, self._context)
         tensors = self._io.tensors()
-        self.inputs = input_specs(tensors, plan.batch_size)
+        self.inputs = input_specs(tensors, plan)
         self.provider, self.build_ms, self.cache_hit = provider_label(plan), loaded.build_ms, loaded.cache_hit
         self._allocate(tensors)
         self._start, self._end = cuda.new_event(), cuda.new_event()
         self._enqueue = self._enqueue_direct
-        self._checked_feeds: dict[str, np.ndarray] | None = None
+        self._checked: dict[int, dict[str, np.ndarray]] = {}
         if plan.cuda_graph:
             self._capture_graph()
 
@@ -519,9 +517,9 @@ class TensorRTEngine:
     def _execute(self, feeds: dict[str, np.ndarray]) -> None:
         """Host -> pinned -> device, enqueue between two events, device -> pinned, wait.
         Feeds are checked once per feeds dict (as LiteRT does), not inside every timed run."""
-        if feeds is not self._checked_feeds:
+        if id(feeds) not in self._checked:
             check_feeds(self.inputs, feeds)
-            self._checked_feeds = feeds
+            self._checked[id(feeds)] = feeds  # kept alive, so the id stays this dict's
         cuda = self._cuda
         for name, host in self._host_inputs.items():
             np.copyto(host, feeds[name])

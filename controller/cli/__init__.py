@@ -32,6 +32,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     """Errors that mean "fix your input", printed as one line with exit code 2."""
     from compressors.errors import CompressorError
     from controller.client import AgentRejectedError, AgentUnreachableError
+    from controller.input_plan import InputPlanError
     from controller.leases import LeaseError
     from controller.local_agent import LocalAgentError
     from controller.nightly import BaselineError
@@ -41,7 +42,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from controller.yaml_nodes import ConfigError
 
     return (CliError, CompressorError, ConfigError, AgentUnreachableError, AgentRejectedError,
-            LocalAgentError, StoreError, PlanError, LeaseError, BaselineError, MatrixPlanError)
+            LocalAgentError, StoreError, PlanError, LeaseError, BaselineError, MatrixPlanError, InputPlanError)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,7 +36,8 @@ def add_measure_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--min-seconds", type=float, default=d.min_seconds, help="minimum measuring time")
     group.add_argument("--min-iterations", type=int, default=d.min_iterations, help="minimum measured iterations")
     group.add_argument("--max-iterations", type=int, default=d.max_iterations, help="cap on measured iterations")
-    group.add_argument("--batch-size", type=int, default=d.batch_size, help="fills the model's batch dimension")
+    group.add_argument("--batch-size", type=int, default=None,
+                       help="fills a dynamic leading batch dimension (default 1, or what --shape/--inputs give)")
     group.add_argument("--streams", type=int, default=d.streams,
                        help="throughput mode: N concurrent streams (latency is then per request under load)")
     group.add_argument("--timeout", type=float, default=d.timeout_seconds, help="per-job timeout in seconds")
@@ -46,7 +47,8 @@ def measure_settings(args: argparse.Namespace) -> MeasureSettings:
     for name in ("warmup_seconds", "min_seconds", "timeout"):
         if getattr(args, name) < 0:
             raise CliError(f"--{name.replace('_', '-')} must be ≥ 0, got {getattr(args, name)}")
-    if min(args.batch_size, args.min_iterations, args.streams) < 1 or args.max_iterations < args.min_iterations:
+    batch = 1 if args.batch_size is None else args.batch_size
+    if min(batch, args.min_iterations, args.streams) < 1 or args.max_iterations < args.min_iterations:
         raise CliError("--batch-size, --streams and --min-iterations must be ≥ 1, "
                        "and --max-iterations ≥ --min-iterations")
     return MeasureSettings(warmup_seconds=args.warmup_seconds, min_seconds=args.min_seconds,

@@ -8,8 +8,17 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from controller.board_lease import board_lease
-from controller.cli.common import add_measure_flags, add_storage_flags, cache_dir, db_path, leases_url, measure_settings
+from controller.cli.common import (
+    CliError,
+    add_measure_flags,
+    add_storage_flags,
+    cache_dir,
+    db_path,
+    leases_url,
+    measure_settings,
+)
 from controller.console import RunConsole, summary_table
+from controller.input_plan import parse_shape_args
 from controller.pipeline import AS_IS, PhaseTimes, RunExecutor, RunOutcome, RunPlan, Target
 from controller.results_frame import results_frame
 from controller.store import ResultStore
@@ -17,6 +26,10 @@ from controller.targets import resolve_target
 
 EXAMPLES = """examples:
   edgefarm run digits-cnn --local --recipe fp32 --recipe int8-static
+  edgefarm run detector.onnx --device jetson-orin-01 --shape images:1x3x640x640
+  edgefarm run vad.onnx --local --inputs frames.npz          # your tensors: one sample or a stack
+  edgefarm run detector.onnx --local --shape images:1x3x320x320 --recipe int8-static \\
+      --calib-data calib_images/ --preprocess "size=320x320,scale=1/255,layout=nchw,color=rgb"
   edgefarm run model.onnx --device jetson-orin-01 --devices devices.yaml --json
   edgefarm run digits-cnn --local --recipe int8-static --out ./edgefarm-out
   edgefarm run mobilenet_int8.tflite --device rpi5-coral-01 --eval-data eval.npz
@@ -29,10 +42,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="a registry name (digits-cnn), or a path to an .onnx or .tflite file")
     p.add_argument("--recipe", action="append", dest="recipes", metavar="R",
                    help="compression recipe, repeatable (default: fp32; a .tflite runs as is)")
+    p.add_argument("--shape", action="append", dest="shapes", default=[], metavar="NAME:DIMS",
+                   help="the exact shape of an input with dynamic dims, trtexec's syntax (images:1x3x640x640); "
+                        "repeatable. A dynamic dim nothing resolves is refused, never guessed")
+    p.add_argument("--inputs", type=Path, default=None, metavar="FILE.npz",
+                   help="your input tensors, one array per input name: one sample, or a stack of samples that "
+                        "measuring cycles through (default: synthetic data, recorded as such)")
     p.add_argument("--calib-data", type=Path, default=None,
-                   help="your model's calibration .npz (array x) for int8-static")
+                   help="calibration data for int8-static: an .npz (one array per input, or x), or a folder of "
+                        "images with --preprocess")
     p.add_argument("--eval-data", type=Path, default=None,
-                   help="your model's evaluation .npz (arrays x, y): accuracy on the controller and the board")
+                   help="evaluation data: an .npz (arrays per input or x, labels y), or a folder of images "
+                        "(class subfolders give labels) with --preprocess; accuracy and fidelity")
+    p.add_argument("--preprocess", default=None, metavar="SPEC",
+                   help='how image folders become tensors, e.g. "size=320x320,scale=1/255,'
+                        'mean=0.485/0.456/0.406,std=0.229/0.224/0.225,layout=nchw,color=rgb"')
     where = p.add_mutually_exclusive_group()
     where.add_argument("--device", help="device name from the devices file")
     where.add_argument("--local", action="store_true", help="start an agent on 127.0.0.1 (the default)")
@@ -58,7 +82,8 @@ def run_and_report(model: str, recipes: tuple[str, ...], target: Target, args: a
     if not model.endswith(".tflite"):
         check_recipes(recipes)
     plan = RunPlan(model, recipes, target, cache_dir(args), measure_settings(args),
-                   getattr(args, "calib_data", None), getattr(args, "eval_data", None))
+                   data_file(args, "calib_data"), data_file(args, "eval_data"),
+                   parse_shape_args(getattr(args, "shapes", [])), getattr(args, "inputs", None))
     ui = RunConsole(quiet=args.json)
     store = ResultStore(db_path(args))
     times = times or PhaseTimes()
@@ -76,6 +101,20 @@ def run_and_report(model: str, recipes: tuple[str, ...], target: Target, args: a
         show(store, outcome, args, ui)
     store.close()
     return exit_code(outcome)
+
+
+def data_file(args: argparse.Namespace, name: str) -> Path | None:
+    """--calib-data / --eval-data as an .npz: a folder of images is turned into one with --preprocess."""
+    from compressors.images import folder_to_npz, is_image_folder, parse_preprocess
+
+    path, flag = getattr(args, name, None), "--" + name.replace("_", "-")
+    if path is None or not is_image_folder(path):
+        return path
+    spec = getattr(args, "preprocess", None)
+    if spec is None:
+        raise CliError(f"{flag} {path} is a folder of images: say how to turn them into tensors with --preprocess, "
+                       'e.g. --preprocess "size=224x224,scale=1/255,layout=nchw,color=rgb"')
+    return folder_to_npz(path, parse_preprocess(spec), cache_dir(args), context=flag)
 
 
 def check_recipes(recipes: tuple[str, ...]) -> None:
@@ -97,7 +136,9 @@ def show(store: ResultStore, outcome: RunOutcome, args: argparse.Namespace, ui: 
         ui.out.print(summary_table([_summary_row(r) for r in rows]))
         ui.out.print(f"run {outcome.run_id}: {outcome.results} result(s) stored in {store.path}")
     for f in outcome.failures:
-        ui.err.print(f"[red]edgefarm: {f.variant} on {f.device} failed ({f.kind}): {f.message}[/red]")
+        # One line however long: scripts and CI logs grep for it, and wrapping would split the fix from the fault.
+        ui.err.print(f"[red]edgefarm: {f.variant} on {f.device} failed ({f.kind}): {f.message}[/red]",
+                     soft_wrap=True, markup=True, highlight=False)
     if args.out is not None and rows:
         write_reports(frame, args.out, ui, title=f"edgefarm run {outcome.run_id}")
 

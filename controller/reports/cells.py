@@ -35,6 +35,16 @@ def percent(fraction: float) -> str:
     return f"{fraction * 100:.1f} %"
 
 
+def cosine(value: float) -> str:
+    """Six decimals: fidelity lives in the digits after 0.99."""
+    return f"{value:.6f}"
+
+
+def decibels(value: float) -> str:
+    """SNR in dB; +inf means the outputs were identical."""
+    return "identical" if value == math.inf else f"{value:.1f} dB"
+
+
 def integer(value: float) -> str:
     return f"{value:,.0f}"
 

@@ -15,6 +15,8 @@ OPTIONAL_COLUMNS: tuple[str, ...] = (
     "compute_p50_ms", "peak_rss_mb", "provider", "device_accuracy",
     "avg_power_w", "energy_mj_per_inference", "power_sensor", "throttled", "measured_at",
     "params_after", "sparsity_after", "macs_after",
+    "input_shapes", "synthetic_inputs", "fidelity_cosine", "fidelity_snr_db", "top1_agreement",
+    "device_fidelity_cosine", "device_fidelity_snr_db", "device_top1_agreement", "fidelity_flag",
 )
 # What the store writes in a power column when the board has no sensor; shown as-is, never as a number.
 NOT_AVAILABLE = "not available"

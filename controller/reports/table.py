@@ -7,7 +7,7 @@ from html import escape
 
 import pandas as pd
 
-from controller.reports.cells import binary_size, format_value, integer, percent, significant
+from controller.reports.cells import binary_size, cosine, decibels, format_value, integer, percent, significant
 from controller.reports.frame import report_columns, sort_results, throttled_mask
 
 THROTTLED_FLAG = "throttled"
@@ -55,6 +55,15 @@ COLUMN_FORMATS: dict[str, ColumnFormat] = {
     "params_after": ColumnFormat("params", integer),
     "sparsity_after": ColumnFormat("sparsity", percent),
     "macs_after": ColumnFormat("MACs", integer),
+    "input_shapes": ColumnFormat("input shapes"),
+    "synthetic_inputs": ColumnFormat("synthetic inputs"),
+    "fidelity_cosine": ColumnFormat("fidelity cosine", cosine),
+    "fidelity_snr_db": ColumnFormat("fidelity SNR", decibels),
+    "top1_agreement": ColumnFormat("top-1 agreement", percent),
+    "device_fidelity_cosine": ColumnFormat("device fidelity cosine", cosine),
+    "device_fidelity_snr_db": ColumnFormat("device fidelity SNR", decibels),
+    "device_top1_agreement": ColumnFormat("device top-1 agreement", percent),
+    "fidelity_flag": ColumnFormat("fidelity flag"),
 }
 
 

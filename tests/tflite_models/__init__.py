@@ -19,8 +19,8 @@ TF_VENV = REPO / ".venv-tflite"
 # tensorflow-cpu has x86_64 wheels only; on aarch64 the plain package is the CPU build.
 TF_PACKAGE = "tensorflow-cpu" if platform.machine() in ("x86_64", "AMD64") else "tensorflow"
 TF_REQUIREMENT = f"{TF_PACKAGE}==2.21.0"
-MODEL_FILES = ("float32.tflite", "int8.tflite", "uint8.tflite", "conv96.tflite", "sample_input.npy",
-               "reference_output.npy")
+MODEL_FILES = ("float32.tflite", "int8.tflite", "uint8.tflite", "conv96.tflite", "dynamic_hw.tflite",
+               "sample_input.npy", "reference_output.npy")
 
 
 def run_or_fail(command: list[str], what: str) -> None:

@@ -10,6 +10,8 @@ Writes into OUT_DIR:
   int8.tflite     the same weights, full-integer INT8: int8 in, int8 out
   uint8.tflite    the same weights, full-integer with uint8 in and out (the older Edge TPU style)
   conv96.tflite   a ~1 ms float32 CNN on a 96x96 image, for the harness-overhead benchmark
+  dynamic_hw.tflite  a float32 conv classifier with dynamic height and width: signature input
+                  `image` [1, None, None, 3] (tensor shape [1, 1, 1, 3]) -> [1, 4]
   sample_input.npy, reference_output.npy  one batch and TensorFlow's own float output for it
 """
 from __future__ import annotations
@@ -65,6 +67,26 @@ class BenchConvNet(tf.Module):
         return tf.matmul(tf.reduce_mean(x, axis=[1, 2]), self.weights)
 
 
+class DynamicHwNet(tf.Module):
+    """A two-conv classifier that takes any image height and width, as many published vision
+    models declare it: the .tflite alone does not say what size to feed (its tensor shape is
+    [1, 1, 1, 3], its shape signature [1, -1, -1, 3])."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        super().__init__()
+        widths = (INPUT_SHAPE[2], 8, 16)
+        self.kernels = [tf.constant(rng.normal(0, 0.3, (3, 3, a, b)), tf.float32)
+                        for a, b in zip(widths[:-1], widths[1:], strict=True)]
+        self.weights = tf.constant(rng.normal(0, 0.3, (widths[-1], CLASSES)), tf.float32)
+
+    @tf.function(input_signature=[tf.TensorSpec([1, None, None, INPUT_SHAPE[2]], tf.float32, name="image")])
+    def __call__(self, image: tf.Tensor) -> tf.Tensor:
+        x = image
+        for kernel in self.kernels:
+            x = tf.nn.relu(tf.nn.conv2d(x, kernel, 2, "SAME"))
+        return tf.matmul(tf.reduce_mean(x, axis=[1, 2]), self.weights)
+
+
 def sample_batches(count: int, seed: int) -> list[np.ndarray]:
     """Inputs in [-1, 1): what the representative dataset and the tests both feed."""
     rng = np.random.default_rng(seed)
@@ -90,6 +112,7 @@ def main(out_dir: Path) -> None:
     for name, io_type in (("float32", None), ("int8", tf.int8), ("uint8", tf.uint8)):
         (out_dir / f"{name}.tflite").write_bytes(convert(model, io_type))
     (out_dir / "conv96.tflite").write_bytes(convert(BenchConvNet(np.random.default_rng(SEED)), None))
+    (out_dir / "dynamic_hw.tflite").write_bytes(convert(DynamicHwNet(np.random.default_rng(SEED)), None))
     sample = np.concatenate(sample_batches(4, SEED + 2))
     np.save(out_dir / "sample_input.npy", sample)
     np.save(out_dir / "reference_output.npy", model(sample).numpy())
