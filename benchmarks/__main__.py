@@ -23,11 +23,29 @@ def p1_onnxruntime(cache: Path) -> list[Figure]:
     return [overhead_figure("mlp-1ms", mlp, "<= 1.02"), overhead_figure("digits-cnn", digits, "<= 1.05")]
 
 
+def p1_dynamic(cache: Path) -> list[Figure]:
+    """Models with dynamic dims, measured at the shape a user gives (issue: real user models)."""
+    from benchmarks.harness_overhead import overhead_figure
+    from benchmarks.models import vad_frames
+    from tests import user_models
+
+    detector, ocr = user_models.detector(cache), user_models.ocr(cache)
+    vad, encoder = user_models.stateful(cache), user_models.shared_symbol(cache)
+    return [
+        overhead_figure("dynamic-detector", detector, "<= 1.05", {"images": user_models.detector_shape()}),
+        overhead_figure("dynamic-ocr", ocr, "<= 1.05", {"x": (1, 1, 32, 512)}),
+        overhead_figure("dynamic-encoder", encoder, "<= 1.05", {"input_ids": (1, 256), "attention_mask": (1, 256)}),
+        overhead_figure("dynamic-vad", vad, "<= 1.05", inputs_npz=vad_frames(cache / "frames.npz")),
+    ]
+
+
 def p1_litert(cache: Path) -> list[Figure]:
     from benchmarks.litert_overhead import litert_overhead_figure
     from tests.tflite_models import build_models  # real .tflite files from TensorFlow's converter
 
-    return [litert_overhead_figure("conv96", build_models() / "conv96.tflite")]
+    models = build_models()
+    return [litert_overhead_figure("conv96", models / "conv96.tflite"),
+            litert_overhead_figure("dynamic-hw", models / "dynamic_hw.tflite", (1, 320, 320, 3))]
 
 
 def repeatability(cache: Path) -> list[Figure]:
@@ -71,6 +89,7 @@ def regression_verdicts(cache: Path) -> list[Figure]:
 BENCHMARKS: dict[str, Callable[[Path], list[Figure]]] = {
     "P5": demo_wall_time,
     "P1": p1_onnxruntime,
+    "P1-dynamic": p1_dynamic,
     "P1-tflite": p1_litert,
     "R-cv+P3": repeatability,
     "P4": compression,

@@ -1,7 +1,11 @@
 """P1: the agent's reported median ÷ a bare InferenceSession.run loop's median,
-same model, inputs and thread settings, measured in the same run, interleaved."""
+same model, inputs and thread settings, measured in the same run, interleaved.
+
+P1-dynamic-<model>: the same on models with dynamic dims, both sides at the shape the job gives
+(and on the user's own tensors where the model needs real values)."""
 from __future__ import annotations
 
+import itertools
 import statistics
 import tempfile
 import time
@@ -14,7 +18,8 @@ import onnxruntime as ort
 
 from agent.backends import onnxruntime as ort_backend
 from agent.backends.base import BackendOptions
-from agent.measure import make_inputs
+from agent.inputs import load_feeds, synthetic_feeds
+from agent.shapes import run_shape
 from benchmarks.figures import Figure
 from controller.client import AgentClient, sha256_file
 from controller.local_agent import LocalAgent
@@ -24,21 +29,32 @@ THREADS = 1
 WARMUP_S, MEASURE_S, ROUNDS = 0.5, 2.0, 4
 
 
-def bare_median_ms(path: Path) -> float:
+Shapes = dict[str, tuple[int, ...]]
+
+
+def job_feeds(path: Path, shapes: Shapes | None = None, inputs_npz: Path | None = None) -> list[dict]:
+    """The feeds the agent itself would use: its own shape rules, its synthetic data or the user's tensors."""
+    engine = ort_backend.load(str(path), BackendOptions(threads=THREADS))  # only for the input specs
+    resolved = {s.name: run_shape(s.name, s.shape, 1, (shapes or {}).get(s.name), s.dim_names) for s in engine.inputs}
+    feeds = load_feeds(str(inputs_npz), engine.inputs, resolved) if inputs_npz else \
+        [synthetic_feeds(engine.inputs, resolved, seed=0)]
+    engine.close()
+    return feeds
+
+
+def bare_median_ms(path: Path, feeds: list[dict]) -> float:
     so = ort.SessionOptions()
     so.intra_op_num_threads = THREADS
     session = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
-    engine = ort_backend.load(str(path), BackendOptions(threads=THREADS))  # only for the input specs
-    feeds = make_inputs(engine.inputs, 1, seed=0)  # the agent's own input generator
-    engine.close()
-    clock, run = time.perf_counter_ns, session.run
+    clock, run, next_feeds = time.perf_counter_ns, session.run, itertools.cycle(feeds).__next__
     end = clock() + int(WARMUP_S * 1e9)
     while clock() < end:
-        run(None, feeds)
+        run(None, next_feeds())
     samples, end = [], clock() + int(MEASURE_S * 1e9)
     while clock() < end:
+        feed = next_feeds()
         t0 = clock()
-        run(None, feeds)
+        run(None, feed)
         samples.append(clock() - t0)
     return float(np.median(samples)) / 1e6
 
@@ -54,10 +70,13 @@ def local_client(cache_dir: Path) -> Iterator[AgentClient]:
             client.close()
 
 
-def agent_median_ms(client: AgentClient, sha: str, backend: str = "onnxruntime") -> float:
+def agent_median_ms(client: AgentClient, sha: str, backend: str = "onnxruntime", shapes: Shapes | None = None,
+                    inputs_sha: str = "") -> float:
     spec = pb.BenchmarkSpec(artifact_sha256=sha, backend=backend, threads=THREADS, batch_size=1,
                             warmup=pb.WarmupPolicy(min_iterations=10, min_seconds=WARMUP_S),
-                            measure=pb.MeasurePolicy(min_iterations=10, min_seconds=MEASURE_S))
+                            measure=pb.MeasurePolicy(min_iterations=10, min_seconds=MEASURE_S),
+                            inputs_artifact_sha256=inputs_sha)
+    spec.input_shapes.extend(pb.InputShape(name=name, dims=list(dims)) for name, dims in (shapes or {}).items())
     final = list(client.benchmark(spec))[-1]
     if not final.HasField("result"):
         raise RuntimeError(f"agent failed: {final.failure.message}")
@@ -74,11 +93,19 @@ def interleaved(bare: Callable[[], float], agent: Callable[[], float]) -> tuple[
     return bare_ms, agent_ms
 
 
-def overhead_figure(model_id: str, path: Path, goal: str) -> Figure:
+def overhead_figure(model_id: str, path: Path, goal: str, shapes: Shapes | None = None,
+                    inputs_npz: Path | None = None) -> Figure:
+    feeds = job_feeds(path, shapes, inputs_npz)
     with tempfile.TemporaryDirectory() as cache, local_client(Path(cache)) as client:
         sha = sha256_file(path)
         client.ensure_uploaded(path, sha)
-        bare, agent = interleaved(lambda: bare_median_ms(path), lambda: agent_median_ms(client, sha))
+        inputs_sha = sha256_file(inputs_npz) if inputs_npz else ""
+        if inputs_npz:
+            client.ensure_uploaded(inputs_npz, inputs_sha)
+        bare, agent = interleaved(lambda: bare_median_ms(path, feeds),
+                                  lambda: agent_median_ms(client, sha, shapes=shapes, inputs_sha=inputs_sha))
     b, a = statistics.median(bare), statistics.median(agent)
+    at = " ".join(f"{name}:{'x'.join(map(str, feed.shape)) or 'scalar'}" for name, feed in feeds[0].items())
+    data = f"{len(feeds)} user sample(s)" if inputs_npz else "synthetic inputs"
     return Figure(f"P1-{model_id}", f"harness overhead, {model_id} (ONNX Runtime)", a / b, "x",
-                  f"agent p50 {a:.4f} ms / bare run() p50 {b:.4f} ms, {THREADS} thread", goal)
+                  f"agent p50 {a:.4f} ms / bare run() p50 {b:.4f} ms, {THREADS} thread, at {at}, {data}", goal)

@@ -15,8 +15,10 @@ from benchmarks.harness_overhead import MEASURE_S, THREADS, WARMUP_S, agent_medi
 from controller.client import sha256_file
 
 
-def bare_invoke_median_ms(path: Path) -> float:
+def bare_invoke_median_ms(path: Path, shape: tuple[int, ...] | None = None) -> float:
     interpreter = _require_runtime().interpreter(model_path=str(path), num_threads=THREADS)
+    if shape is not None:  # a dynamic signature input, resized as the agent does it
+        interpreter.resize_tensor_input(interpreter.get_input_details()[0]["index"], list(shape))
     interpreter.allocate_tensors()
     inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
     x = np.random.default_rng(0).random(inp["shape"], dtype=np.float32).astype(inp["dtype"])
@@ -38,12 +40,19 @@ def _invoke(interpreter, inp: dict, out: dict, x: np.ndarray) -> np.ndarray:
     return interpreter.get_tensor(out["index"])
 
 
-def litert_overhead_figure(model_id: str, path: Path) -> Figure:
+def litert_overhead_figure(model_id: str, path: Path, shape: tuple[int, ...] | None = None) -> Figure:
+    """shape: the job's shape for the model's one input, when its signature is dynamic."""
     with tempfile.TemporaryDirectory() as cache, local_client(Path(cache)) as client:
         sha = sha256_file(path)
         client.ensure_uploaded(path, sha)
-        bare, agent = interleaved(lambda: bare_invoke_median_ms(path),
-                                  lambda: agent_median_ms(client, sha, backend="litert"))
+        shapes = {_input_name(path): shape} if shape else None
+        bare, agent = interleaved(lambda: bare_invoke_median_ms(path, shape),
+                                  lambda: agent_median_ms(client, sha, backend="litert", shapes=shapes))
     b, a = statistics.median(bare), statistics.median(agent)
+    at = f", at {'x'.join(map(str, shape))}" if shape else ""
     return Figure(f"P1-tflite-{model_id}", f"harness overhead, {model_id} (LiteRT)", a / b, "x",
-                  f"agent p50 {a:.4f} ms / bare invoke() p50 {b:.4f} ms, {THREADS} thread", "<= 1.05")
+                  f"agent p50 {a:.4f} ms / bare invoke() p50 {b:.4f} ms, {THREADS} thread{at}", "<= 1.05")
+
+
+def _input_name(path: Path) -> str:
+    return _require_runtime().interpreter(model_path=str(path)).get_input_details()[0]["name"]

@@ -31,3 +31,12 @@ def mlp_model(path: Path, width: int = 64, depth: int = 2, batch: int | str = "b
 def mlp_1ms(path: Path) -> Path:
     """Sized to take about a millisecond per run on one x86 core."""
     return mlp_model(path, width=512, depth=4, batch=16)
+
+
+def vad_frames(path: Path, frames: int = 16) -> Path:
+    """Audio frames for tests.user_models.stateful: a stack of 512-sample chunks, a zero state, 16 kHz.
+    The model needs a real sample rate: synthetic data (sr=1) fails, as it would for a real VAD."""
+    rng = np.random.default_rng(7)
+    np.savez(path, input=rng.standard_normal((frames, 1, 512)).astype(np.float32),
+             state=np.zeros((1, 1, 64), np.float32), sr=np.array(16000, np.int64))
+    return path

@@ -16,6 +16,7 @@ from controller.canary import health_check
 from controller.client import AgentFaultError, AgentRejectedError, AgentUnreachableError, AsyncAgentClient
 from controller.console import RunConsole
 from controller.inventory import BackendSettings, Device
+from controller.job_inputs import JobInputs, require_protocol
 from controller.leases import Heartbeat, Lease, LeaseManager
 from controller.pipeline import BACKEND_BY_SUFFIX, MeasureSettings, RunPlan, Target, build_spec
 from controller.scheduler import PlannedJob, assign
@@ -46,6 +47,7 @@ class FarmJob:
     attempts: int = 0
     not_before: float = 0.0          # monotonic time before which a retry must wait (backoff)
     failed_on: tuple[str, ...] = ()  # boards it failed on: a retry goes to another board of its pool
+    inputs: JobInputs = JobInputs()  # shapes, input data and fidelity set of its model
 
 
 @dataclass(frozen=True)
@@ -157,12 +159,14 @@ class FarmRunner:
         backend = backend_for(self.devices[device], job.artifact)
         record = replace(job.record, device=device, backend=backend)
         self.store.set_job_device(record.id, device, backend)
-        await client.connect()
+        require_protocol(device, await client.connect(), job.inputs)
         await client.ensure_uploaded(job.artifact, record.artifact_sha256)
         if job.eval_npz is not None:
             await client.ensure_uploaded(job.eval_npz, job.eval_sha)
+        for path, sha in job.inputs.files():
+            await client.ensure_uploaded(path, sha)
         plan = RunPlan(job.planned.model, (job.planned.recipe,), _target(self.devices[device]), Path("."), self.measure)
-        async for event in client.benchmark(build_spec(record, plan, job.eval_sha)):
+        async for event in client.benchmark(build_spec(record, plan, job.eval_sha, job.inputs)):
             kind = event.WhichOneof("event")
             if kind == "result":
                 return JobEnd(replace(job, record=record), device, "done", result=event.result)

@@ -13,11 +13,21 @@ from controller.client import sha256_file
 from controller.console import RunConsole
 from controller.farm import FarmJob, FarmOutcome, FarmRunner, RetryPolicy
 from controller.inventory import Inventory, load_inventory
+from controller.job_inputs import JobInputs
 from controller.leases import default_owner, open_lease_manager
 from controller.matrix import Matrix, load_matrix
-from controller.pipeline import RunPlan, Target, model_name, prebuilt_variant, resolve_model
+from controller.pipeline import (
+    RunPlan,
+    Target,
+    host_fidelity_stats,
+    job_inputs,
+    model_name,
+    model_source,
+    prebuilt_variant,
+    variant_record,
+)
 from controller.scheduler import PlanError, PlannedJob, expand
-from controller.store import JobRecord, ResultStore, VariantRecord
+from controller.store import JobRecord, ResultStore
 
 
 @dataclass(frozen=True)
@@ -27,6 +37,13 @@ class FarmRunConfig:
     devices: str
     leases: str
     cache_dir: str
+
+
+@dataclass(frozen=True)
+class PreparedVariant:
+    variant: Variant
+    eval_npz: Path | None
+    inputs: JobInputs
 
 
 @dataclass(frozen=True)
@@ -68,34 +85,36 @@ class FarmRun:
         self.ui.note(f"resuming {run_id}: {len(jobs)} job(s) left to run")
         return self._execute(run_id, jobs)
 
-    def _variants(self, run_id: str, planned: list[PlannedJob]) -> dict[tuple[str, str], tuple[Variant, Path | None]]:
-        out = {}
+    def _variants(self, run_id: str, planned: list[PlannedJob]) -> dict[tuple[str, str], PreparedVariant]:
+        out: dict[tuple[str, str], PreparedVariant] = {}
+        inputs: dict[str, JobInputs] = {}
         for model, recipe in dict.fromkeys((p.model, p.recipe) for p in planned):
-            out[(model, recipe)] = self._variant(model, recipe)
-            v = out[(model, recipe)][0]
-            self.store.add_variant(run_id, VariantRecord(v.model, v.recipe, dict(v.params), v.sha256,
-                                                         v.size_bytes, v.accuracy, v.duration_s, dict(v.stats),
-                                                         [dict(step) for step in v.steps]))
+            plan = self._plan(model, recipe)
+            source = model_source(plan, self.ui)
+            if model not in inputs:  # refuses unresolved shapes before this model is compressed
+                inputs[model] = job_inputs(plan, source)
+            variant = prebuilt_variant(plan) if source.bundle is None else \
+                compress(source.bundle, recipe, plan.cache_dir, progress=self.ui.phase_bar(f"compress {recipe}"))
+            self.store.add_variant(run_id, variant_record(variant, host_fidelity_stats(variant, inputs[model])))
+            out[(model, recipe)] = PreparedVariant(variant, source.eval_npz, inputs[model].for_artifact(variant.path))
         return out
 
-    def _variant(self, model: str, recipe: str) -> tuple[Variant, Path | None]:
-        plan = RunPlan(model, (recipe,), Target("farm", None), Path(self.config.cache_dir), self.matrix.measure)
-        if Path(model).suffix == ".tflite":
-            return prebuilt_variant(plan), None
-        bundle = resolve_model(plan, self.ui)
-        return compress(bundle, recipe, plan.cache_dir, progress=self.ui.phase_bar(f"compress {recipe}")), \
-            bundle.eval_npz
+    def _plan(self, model: str, recipe: str) -> RunPlan:
+        feed = self.matrix.feed_of(model)
+        return RunPlan(model, (recipe,), Target("farm", None), Path(self.config.cache_dir), self.matrix.measure,
+                       shapes=feed.shapes, inputs_npz=Path(feed.inputs) if feed.inputs else None)
 
-    def _new_job(self, run_id: str, planned: PlannedJob, variant: tuple[Variant, Path | None]) -> FarmJob:
-        v = variant[0]
+    def _new_job(self, run_id: str, planned: PlannedJob, prepared: PreparedVariant) -> FarmJob:
+        v = prepared.variant
         record = JobRecord(uuid.uuid4().hex, run_id, v.model, v.recipe, planned.target, "", v.sha256)
         self.store.add_job(record, target=planned.target)
-        return self._farm_job(planned, record, variant)
+        return self._farm_job(planned, record, prepared)
 
     @staticmethod
-    def _farm_job(planned: PlannedJob, record: JobRecord, variant: tuple[Variant, Path | None]) -> FarmJob:
-        v, eval_npz = variant
-        return FarmJob(planned, record, v.path, eval_npz, sha256_file(eval_npz) if eval_npz else "")
+    def _farm_job(planned: PlannedJob, record: JobRecord, prepared: PreparedVariant) -> FarmJob:
+        eval_npz = prepared.eval_npz
+        return FarmJob(planned, record, prepared.variant.path, eval_npz, sha256_file(eval_npz) if eval_npz else "",
+                       inputs=prepared.inputs)
 
     def _execute(self, run_id: str, jobs: list[FarmJob]) -> FarmRunResult:
         leases = open_lease_manager(self.config.leases)

@@ -1,7 +1,11 @@
 """The nightly matrix file: models × recipes × targets (devices or pools), measuring
 settings and the regression policy. Validated on load with file:line errors.
 
-    models: [digits-cnn, models/detector.onnx]
+    models:
+      - digits-cnn
+      - model: models/detector.onnx       # a model with dynamic dims says what to feed it
+        shapes: {images: 1x3x640x640}
+        inputs: data/detector_inputs.npz   # optional: real tensors instead of synthetic data
     recipes: [fp32, int8-static]
     targets:
       - device: jetson-orin-01
@@ -18,6 +22,7 @@ from pathlib import Path
 import yaml
 
 from controller import yaml_nodes as yn
+from controller.input_plan import InputPlanError, ShapeList, parse_shape_args
 from controller.pipeline import MeasureSettings
 from controller.regression import RegressionPolicy
 from controller.scheduler import TargetRef
@@ -26,6 +31,15 @@ TOP_KEYS = ("models", "recipes", "targets", "measure", "regression")
 MEASURE_KEYS = ("warmup_seconds", "min_seconds", "min_iterations", "max_iterations", "timeout_seconds",
                 "batch_size")
 REGRESSION_KEYS = ("min_effect", "per_device")
+MODEL_KEYS = ("model", "shapes", "inputs")
+
+
+@dataclass(frozen=True)
+class ModelFeed:
+    """What a matrix model is fed: exact shapes for its dynamic dims, and optionally the user's tensors."""
+
+    shapes: ShapeList = ()
+    inputs: str | None = None
 
 
 class MatrixError(yn.ConfigError):
@@ -39,6 +53,10 @@ class Matrix:
     targets: tuple[TargetRef, ...]
     measure: MeasureSettings = MeasureSettings()
     regression: RegressionPolicy = field(default_factory=RegressionPolicy)
+    feeds: Mapping[str, ModelFeed] = field(default_factory=dict)   # by model; absent: static shapes
+
+    def feed_of(self, model: str) -> ModelFeed:
+        return self.feeds.get(model, ModelFeed())
 
 
 def load_matrix(path: Path) -> Matrix:
@@ -50,10 +68,43 @@ def load_matrix(path: Path) -> Matrix:
         raise MatrixError(f"{source}:1: the file is empty; it needs models, recipes and targets")
     top = yn.entries(root, ctx, "the top level")
     yn.check_keys(top, root, ctx, TOP_KEYS, ("models", "recipes", "targets"))
-    models = _strings(top["models"].value, ctx, "models", _resolve_model(Path(path).parent))
-    return Matrix(models, _strings(top["recipes"].value, ctx, "recipes"), _targets(top["targets"].value, ctx),
+    models = _models(top["models"].value, ctx, Path(path).parent)
+    return Matrix(tuple(models), _strings(top["recipes"].value, ctx, "recipes"), _targets(top["targets"].value, ctx),
                   _measure(top["measure"].value, ctx) if "measure" in top else MeasureSettings(),
-                  _regression(top["regression"].value, ctx) if "regression" in top else RegressionPolicy())
+                  _regression(top["regression"].value, ctx) if "regression" in top else RegressionPolicy(),
+                  {name: feed for name, feed in models.items() if feed != ModelFeed()})
+
+
+def _models(node: yaml.Node, ctx: yn.NodeContext, base: Path) -> dict[str, ModelFeed]:
+    """Each model: a name or path, or {model, shapes, inputs}; files are relative to the matrix."""
+    items = yn.sequence(node, ctx, "'models'", "[digits-cnn, {model: detector.onnx, shapes: {images: 1x3x640x640}}]")
+    if not items:
+        raise ctx.error(node, "'models' is empty; list at least one")
+    resolve = _resolve_model(base)
+    models: dict[str, ModelFeed] = {}
+    for item in items:
+        if yn.kind_of(item) != "map":
+            models[resolve(yn.string(item, ctx, "each of 'models'"))] = ModelFeed()
+            continue
+        entries = yn.entries(item, ctx, "a model")
+        yn.check_keys(entries, item, ctx, MODEL_KEYS, ("model",))
+        models[resolve(yn.string(entries["model"].value, ctx, "model"))] = ModelFeed(
+            _shapes(entries["shapes"].value, ctx) if "shapes" in entries else (),
+            str(base / yn.string(entries["inputs"].value, ctx, "inputs")) if "inputs" in entries else None)
+    return models
+
+
+def _shapes(node: yaml.Node, ctx: yn.NodeContext) -> ShapeList:
+    shapes = []
+    for name, entry in yn.entries(node, ctx, "'shapes'").items():
+        if yn.kind_of(entry.value) not in ("str", "int"):
+            got = yn.describe(entry.value)
+            raise ctx.error(entry.value, f"shapes: {name} must be dims like 1x3x640x640, got {got}")
+        try:
+            shapes += parse_shape_args([f"{name}:{entry.value.value}"])
+        except InputPlanError as exc:
+            raise ctx.error(entry.value, str(exc).replace("--shape ", "shapes: ")) from None
+    return tuple(shapes)
 
 
 def _resolve_model(base: Path):

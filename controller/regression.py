@@ -153,7 +153,8 @@ def exit_code(verdicts: Iterable[Verdict]) -> int:
 # --- the environment fields that must match -------------------------------------------------------
 
 # Clocks and power mode set the speed outright; runtime versions change kernels; batch size, input
-# shapes and input data change the work. Temperatures and current frequency are effects of the run, not settings, so they stay out.
+# shapes and input data change the work. Temperatures and current frequency are effects of the run,
+# not settings, so they stay out.
 _SETTING_FIELDS = ("cpu_governor", "nvpmodel_mode", "jetson_clocks")
 
 

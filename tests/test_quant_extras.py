@@ -85,11 +85,16 @@ def test_mixed_int8_meets_its_budget_and_records_the_float_layers(
     assert mixed.accuracy >= int8.accuracy - 2 / 360 and mixed.size_bytes < 0.5 * fp32.size_bytes
     details = _details(mixed)
     layers = {node.name for node in onnx.load(str(mobilenet.onnx_path)).graph.node}
-    assert details["kept_float"] and set(details["kept_float"]) <= layers
+    kept = details["kept_float"]
+    assert set(kept) <= layers
     assert details["drop_points"] <= 0.5 and details["quality"] == pytest.approx(mixed.accuracy)
     assert len(details["ranking"]) == details["weight_layers"]
-    assert [trial["kept_float"] for trial in details["trials"]] == list(range(len(details["kept_float"]) + 1))
-    assert details["ranking"][0]["layer"] == details["kept_float"][0]
+    assert [trial["kept_float"] for trial in details["trials"]] == list(range(len(kept) + 1))
+    # The fewest float layers that meet the budget: each trial before the last missed it. Where this
+    # host's training makes full int8 meet it already (it does on AVX-512 VNNI), none stay float.
+    assert all(trial["drop_points"] > 0.5 for trial in details["trials"][:-1])
+    if kept:
+        assert details["ranking"][0]["layer"] == kept[0]
 
 
 def test_mixed_int8_rejects_a_budget_it_does_not_offer(relu_model: ModelBundle, tmp_path: Path) -> None:
