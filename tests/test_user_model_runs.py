@@ -17,6 +17,7 @@ from PIL import Image
 from tests import user_models
 
 pytestmark = pytest.mark.slow
+_REFUSED = r"^edgefarm: (error: |.* failed \(bad-input\): )"
 FAST = ["--warmup-seconds", "0.05", "--min-seconds", "0.2", "--min-iterations", "3"]
 
 
@@ -47,10 +48,10 @@ def refusal(work: Path, model: str | Path, *args: str) -> str:
     """The one error line of a run refused with exit code 2: by the controller before anything ran
     ("edgefarm: error: ..."), or by the board as bad input ("edgefarm: fp32 on local failed (bad-input): ...")."""
     proc = edgefarm(work, "run", str(model if isinstance(model, Path) else work / "models" / model), "--local", *args)
-    lines = [line for line in proc.stderr.splitlines() if re.match(r"edgefarm: (error:|.* failed \(bad-input\):)", line)]
+    lines = [line for line in proc.stderr.splitlines() if re.match(_REFUSED, line)]
     assert proc.returncode == 2, proc.stderr
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    return re.sub(r"^edgefarm: (error: |.* failed \(bad-input\): )", "", lines[0])
+    return re.sub(_REFUSED, "", lines[0])
 
 
 def stored_results(work: Path) -> int:
@@ -66,7 +67,8 @@ def test_a_detector_is_measured_at_the_shape_given(work):
 
 def test_a_detector_without_a_shape_is_refused_before_anything_is_compressed(work):
     line = refusal(work, "detector.onnx", "--recipe", "int8-dynamic")
-    assert line == "input 'images' has dynamic dims [batch, 3, height, width]: give them with --shape images:1x3x224x224"
+    assert line == ("input 'images' has dynamic dims [batch, 3, height, width]: "
+                    "give them with --shape images:1x3x224x224")
     assert not list((work / "cache").glob("variants/int8-dynamic-*"))
 
 
