@@ -49,6 +49,16 @@ def test_demo_int8_static_is_small_and_accurate(demo):
     assert df.loc["fp32", "accuracy"] >= 0.95
 
 
+def test_demo_records_its_inputs_and_the_fidelity_of_every_variant(demo):
+    df = pd.read_csv(demo[0] / "out" / "report.csv").set_index("variant")
+    assert (df["input_shapes"] == "input:1x1x8x8").all() and df["synthetic_inputs"].all()
+    assert df.loc["fp32", "fidelity_cosine"] == 1.0 and df.loc["fp32", "device_fidelity_cosine"] == 1.0
+    for variant in ("fp16", "int8-dynamic", "int8-static"):  # against fp32 on the eval images, here and on the board
+        assert 0.99 < df.loc[variant, "fidelity_cosine"] < 1.0
+        assert df.loc[variant, "device_fidelity_cosine"] == pytest.approx(df.loc[variant, "fidelity_cosine"], abs=1e-6)
+    assert df["fidelity_flag"].isna().all()
+
+
 def test_demo_stores_raw_samples_in_sqlite(demo):
     db = demo[0] / "results.sqlite"
     assert _count_results(db) == 4
