@@ -63,9 +63,9 @@ def demo_wall_time(cache: Path) -> list[Figure]:
 
 
 def compression(cache: Path) -> list[Figure]:
-    from benchmarks.compression_speedup import compression_figures
+    from benchmarks.compression_speedup import compression_figures, full_model_figures, recipe_figures
 
-    return compression_figures(cache)
+    return [*compression_figures(cache), *recipe_figures(cache), *full_model_figures(cache)]
 
 
 def upload(cache: Path) -> list[Figure]:

@@ -42,13 +42,14 @@ if TYPE_CHECKING:
 
 # The built-in chains, registered in compressors.recipes.RECIPES under these names.
 NAMED_CHAINS: dict[str, str] = {
-    "unstructured50-ft": "unstructured-prune(0.5) -> finetune(epochs=3)",
-    "sparse24-ft": "sparse24 -> finetune(epochs=3)",
-    "qat-int8": "qat(epochs=3)",
-    "prune50-ft-int8": "structured-prune(0.5) -> finetune(epochs=3) -> int8-static",
+    "unstructured50-ft": "unstructured-prune(0.5) -> finetune",
+    "sparse24-ft": "sparse24 -> finetune",
+    "qat-int8": "qat(epochs=3) -> int8-static",
+    "prune50-ft-int8": "structured-prune(0.5) -> finetune -> int8-static",
     "distill-int8": "distill(width=0.35) -> int8-static",
 }
 
+QAT_EXPORT = "int8-static"  # the ONNX step that quantizes a model trained by qat, with the same settings
 RECIPE_NAME_PATTERN = "[a-z0-9][a-z0-9._-]*"
 _RECIPE_NAME = re.compile(RECIPE_NAME_PATTERN)
 _STEP = re.compile(r"(?P<name>[^\s()]+)\s*(?:\((?P<args>[^()]*)\))?")
@@ -265,7 +266,8 @@ def _describe_param(param: Param) -> str:
 
 
 def _check_order(steps: tuple[ChainStep, ...], subject: str, where: _Where | None = None) -> None:
-    """PyTorch steps first, at most one ONNX-level step last, nothing after a step that quantizes."""
+    """PyTorch steps first, at most one ONNX-level step last; a step that trains for int8 (qat) is
+    followed by int8-static alone, with the same reduce_range."""
     if not steps:
         raise (where or _Where("<recipe>", 1)).error("the chain has no steps; list at least one")
     onnx_step = quantizing = None
@@ -273,13 +275,25 @@ def _check_order(steps: tuple[ChainStep, ...], subject: str, where: _Where | Non
         if onnx_step is not None:
             raise _error_at(step, subject, f"step {step.name} comes after {onnx_step.name}, an ONNX-level step; "
                                            f"PyTorch steps come first and one ONNX-level step may end the chain")
-        if quantizing is not None:
-            raise _error_at(step, subject, f"step {step.name} comes after {quantizing.name}, which already "
-                                           f"exports an int8 QDQ model; end the chain with {quantizing.name}")
+        if quantizing is not None and (step.is_torch or step.name != QAT_EXPORT):
+            raise _error_at(step, subject, f"step {step.name} comes after {quantizing.name}, which trains for "
+                                           f"{QAT_EXPORT}; end the chain with {quantizing.name} -> {QAT_EXPORT}")
         if not step.is_torch:
             onnx_step = step
         elif TORCH_STEPS[step.name].quantizes:
             quantizing = step
+    if quantizing is not None:
+        _check_qat_export(quantizing, onnx_step, subject)
+
+
+def _check_qat_export(qat: ChainStep, export: ChainStep | None, subject: str) -> None:
+    if export is None:
+        raise _error_at(qat, subject, f"step {qat.name} trains for int8 and needs {QAT_EXPORT} after it to quantize; "
+                                      f"write {qat.name} -> {QAT_EXPORT}")
+    trained, exported = (str(s.params.get("reduce_range", "yes")) for s in (qat, export))
+    if trained != exported:
+        raise _error_at(export, subject, f"{QAT_EXPORT}(reduce_range={exported}) must match "
+                                         f"{qat.name}(reduce_range={trained}): the weights trained for that range")
 
 
 def _error_at(step: ChainStep, subject: str, message: str) -> ChainError:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,7 +56,7 @@ def run(job: RecipeJob) -> None:
     eval_npz = _eval_data(job)
     prepared = quantize.prepare(job.bundle.onnx_path, job.work_dir)
     ranges = quantize.calibrate(prepared, reader, method, job.work_dir)
-    quantizer = _Quantizer(prepared, ranges, method, job.work_dir)
+    quantizer = _Quantizer(prepared, ranges, method, job.work_dir, quantize.Int8Settings.from_params(job.params))
     ranking = rank_layers(quantizer, _layers_to_rank(prepared, job), _ranking_samples(prepared, job), job)
     trials = _keep_until_within(quantizer, ranking, eval_npz, max_drop, job)
     shutil.copyfile(quantizer.path(trials[-1].kept_float), job.out)
@@ -98,31 +98,18 @@ def weight_layers(onnx_path: Path) -> list[str]:
 class _Quantizer:
     """Quantizes the prepared model with a given set of layers kept in float, once per set."""
 
-    def __init__(self, prepared: Path, ranges: Path, method: str, work_dir: Path) -> None:
+    def __init__(self, prepared: Path, ranges: Path, method: str, work_dir: Path,
+                 settings: quantize.Int8Settings) -> None:
         self._prepared, self._ranges, self._method, self._work_dir = prepared, ranges, method, work_dir
+        self._settings = settings
         self._made: dict[tuple[str, ...], Path] = {}
 
     def path(self, kept_float: tuple[str, ...]) -> Path:
         if kept_float not in self._made:
             out = self._work_dir / f"trial-{len(self._made)}.onnx"
-            export_static_excluding(self._prepared, self._ranges, self._method, out, kept_float)
+            quantize.export_static(self._prepared, self._ranges, self._method, out, self._settings, kept_float)
             self._made[kept_float] = out
         return self._made[kept_float]
-
-
-def export_static_excluding(prepared: Path, ranges: Path, method: str, out: Path, excluded: Sequence[str]) -> None:
-    """quantize.export_static's settings, with `excluded` nodes left in float.
-
-    Kept in step with quantize.export_static by hand: that function takes no nodes_to_exclude yet.
-    """
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-
-    quantize_static(
-        str(prepared), str(out), calibration_data_reader=None, quant_format=QuantFormat.QDQ,
-        per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-        calibrate_method=quantize._calibration_method(method), calibration_cache_path=str(ranges),
-        nodes_to_exclude=list(excluded),
-    )
 
 
 def rank_layers(quantizer: _Quantizer, layers: list[str], inputs: Mapping[str, np.ndarray],

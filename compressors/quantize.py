@@ -8,12 +8,51 @@ owns; ORT's defaults would write the augmented model into the current directory.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 # Our parameter value -> onnxruntime.quantization.CalibrationMethod member.
 CALIBRATION_METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+# Recipe parameter values -> onnxruntime.quantization.QuantType members; the first is the default.
+ACTIVATION_TYPES = {"uint8": "QUInt8", "int8": "QInt8"}
+WEIGHT_TYPES = {"int8": "QInt8", "uint8": "QUInt8"}
+
+
+@dataclass(frozen=True)
+class Int8Settings:
+    """How int8-static and mixed-int8 quantize: one object, so the two recipes cannot drift apart.
+
+    uint8 activations: with int8 ones ORT cannot fuse a Conv whose quantized input also feeds a
+    residual Add into a QLinearConv (4 of 28 convs on mobilenet-v2 stayed float); uint8 fuses them
+    all. TensorRT takes only symmetric int8: pass activation_type=int8 for a TensorRT target.
+    reduce_range: 7-bit weights. x86 CPUs without VNNI run ORT's int8 kernels through vpmaddubsw,
+    whose 16-bit pair sums saturate with full-range weights (mobilenet-v2 lost 11 points); TensorRT
+    and ARM do not need it.
+    """
+
+    activation_type: str = "uint8"
+    weight_type: str = "int8"
+    reduce_range: bool = True
+    per_channel: bool = True
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, str]) -> Int8Settings:
+        return cls(params.get("activation_type", "uint8"), params.get("weight_type", "int8"),
+                   params.get("reduce_range", "yes") == "yes")
+
+    def quantize_static_kwargs(self) -> dict[str, Any]:
+        from onnxruntime.quantization import QuantFormat, QuantType
+
+        return {"quant_format": QuantFormat.QDQ, "per_channel": self.per_channel, "reduce_range": self.reduce_range,
+                "activation_type": QuantType[ACTIVATION_TYPES[self.activation_type]],
+                "weight_type": QuantType[WEIGHT_TYPES[self.weight_type]]}
+
+
+# The parameters int8-static and mixed-int8 take for these settings (recipes.Recipe.choices).
+INT8_CHOICES = {"activation_type": tuple(ACTIVATION_TYPES), "weight_type": tuple(WEIGHT_TYPES),
+                "reduce_range": ("yes", "no")}
 
 
 def prepare(model: Path, work_dir: Path) -> Path:
@@ -43,16 +82,16 @@ def calibrate(prepared: Path, reader: Any, method: str, work_dir: Path) -> Path:
     return ranges
 
 
-def export_static(prepared: Path, ranges: Path, method: str, out: Path) -> None:
-    """Rewrite the model with QuantizeLinear/DequantizeLinear pairs: int8 weights per channel."""
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+def export_static(prepared: Path, ranges: Path, method: str, out: Path, settings: Int8Settings = Int8Settings(),
+                  nodes_to_exclude: Sequence[str] = ()) -> None:
+    """Rewrite the model with QuantizeLinear/DequantizeLinear pairs (int8 weights per channel), leaving
+    `nodes_to_exclude` in float."""
+    from onnxruntime.quantization import quantize_static
 
-    # reduce_range: 7-bit weights. x86 CPUs without VNNI run ORT's int8 kernels through
-    # vpmaddubsw, whose 16-bit sums saturate with full-range weights (mobilenet-v2 lost 11 points).
     quantize_static(
-        str(prepared), str(out), calibration_data_reader=None, quant_format=QuantFormat.QDQ,
-        per_channel=True, reduce_range=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-        calibrate_method=_calibration_method(method), calibration_cache_path=str(ranges),
+        str(prepared), str(out), calibration_data_reader=None, calibrate_method=_calibration_method(method),
+        calibration_cache_path=str(ranges), nodes_to_exclude=list(nodes_to_exclude),
+        **settings.quantize_static_kwargs(),
     )
 
 

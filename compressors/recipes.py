@@ -37,8 +37,8 @@ __all__ = [
 ]
 
 # Bump when a recipe's output for the same inputs changes, so old entries are not reused.
-# 2: records carry stats and steps (chains of PyTorch and ONNX steps).
-CACHE_FORMAT = 3
+# 2: records carry stats and steps (chains of PyTorch and ONNX steps). 4: uint8 activations by default.
+CACHE_FORMAT = 4
 ARTIFACT = "model.onnx"
 RECORD = "variant.json"
 
@@ -159,7 +159,7 @@ def _int8_static(job: RecipeJob) -> None:
     prepared = _prepare(job)
     ranges = quantize.calibrate(prepared, reader, method, job.work_dir)
     report(job.progress, "quantize", 0.0)
-    quantize.export_static(prepared, ranges, method, job.out)
+    quantize.export_static(prepared, ranges, method, job.out, quantize.Int8Settings.from_params(job.params))
     report(job.progress, "quantize", 1.0)
 
 
@@ -175,12 +175,13 @@ RECIPES: dict[str, Recipe] = {
     "fp16": Recipe("fp16", _fp16),
     "int8-dynamic": Recipe("int8-dynamic", _int8_dynamic),
     "int8-static": Recipe(
-        "int8-static", _int8_static, {"calibration": tuple(quantize.CALIBRATION_METHODS)},
+        "int8-static", _int8_static, {"calibration": tuple(quantize.CALIBRATION_METHODS), **quantize.INT8_CHOICES},
         uses_calibration=True,
     ),
     "mixed-int8": Recipe(
         "mixed-int8", mixed_precision.run,
-        {"max_drop": mixed_precision.MAX_DROPS, "calibration": tuple(quantize.CALIBRATION_METHODS)},
+        {"max_drop": mixed_precision.MAX_DROPS, "calibration": tuple(quantize.CALIBRATION_METHODS),
+         **quantize.INT8_CHOICES},
         uses_calibration=True,
     ),
     "int4-weight": Recipe("int4-weight", int4.run, {"block_size": int4.BLOCK_SIZES, "embeddings": int4.EMBEDDINGS}),

@@ -44,7 +44,8 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 def test_a_one_line_chain_names_every_parameter() -> None:
     assert _parse("structured-prune(0.5) -> finetune(epochs=3) -> int8-static(entropy)") == (
-        "structured-prune(amount=0.5) -> finetune(epochs=3, lr=0.001) -> int8-static(calibration=entropy)"
+        "structured-prune(amount=0.5, round_to=8) -> finetune(epochs=3, lr=0.003) -> "
+        "int8-static(calibration=entropy, activation_type=uint8, weight_type=int8, reduce_range=yes)"
     )
 
 
@@ -57,7 +58,7 @@ def test_bare_and_named_values_mean_the_same(text: str) -> None:
 
 
 def test_a_step_without_parentheses_takes_its_defaults() -> None:
-    assert _parse("sparse24->finetune") == "sparse24 -> finetune(epochs=3, lr=0.001)"
+    assert _parse("sparse24->finetune") == "sparse24 -> finetune(epochs=20, lr=0.003)"
     assert _parse("distill(width=1)") == "distill(width=1.0, epochs=10, temperature=4.0, alpha=0.7, lr=0.005)"
 
 
@@ -75,7 +76,7 @@ def test_the_canonical_text_reads_back_as_itself() -> None:
                        "sparse24, finetune, distill, qat (PyTorch), fp32, fp16, int8-dynamic, int8-static, "
                        "mixed-int8, int4-weight, tflite-int8 (ONNX)"),
         ("finetune(epoch=3)", "<recipe>:1:10: step finetune has no parameter 'epoch'; it takes epochs (integer in "
-                              "[1, 1000], default 3), lr (number in (0, 1], default 0.001)"),
+                              "[1, 1000], default 20), lr (number in (0, 1], default 0.003)"),
         ("finetune(epochs=2.5)", "<recipe>:1:10: step finetune: epochs=2.5 must be an integer"),
         ("finetune(epochs=0)", "<recipe>:1:10: step finetune: epochs=0 is outside [1, 1000]"),
         ("finetune(3, 0.1, 5)", "<recipe>:1:18: step finetune takes at most 2 bare values; it takes epochs"),
@@ -92,8 +93,12 @@ def test_the_canonical_text_reads_back_as_itself() -> None:
         ("int8-static -> finetune", "<recipe>:1:16: step finetune comes after int8-static, an ONNX-level step; "
                                     "PyTorch steps come first and one ONNX-level step may end the chain"),
         ("fp16 -> int8-static", "<recipe>:1:9: step int8-static comes after fp16, an ONNX-level step"),
-        ("qat -> int8-static", "<recipe>:1:8: step int8-static comes after qat, which already exports an int8 QDQ "
-                               "model; end the chain with qat"),
+        ("qat", "<recipe>:1:1: step qat trains for int8 and needs int8-static after it to quantize; "
+                "write qat -> int8-static"),
+        ("qat -> int8-dynamic", "<recipe>:1:8: step int8-dynamic comes after qat, which trains for int8-static; "
+                                "end the chain with qat -> int8-static"),
+        ("qat(reduce_range=no) -> int8-static", "<recipe>:1:25: int8-static(reduce_range=yes) must match "
+                                                "qat(reduce_range=no): the weights trained for that range"),
     ],
 )
 def test_one_line_errors_say_where_and_what(text: str, message: str) -> None:
@@ -112,10 +117,10 @@ def _docs_example() -> str:
 def test_the_documented_file_loads(tmp_path: Path) -> None:
     chains = load_chain_file(_write(tmp_path, _docs_example()), onnx_steps())
     assert {name: chain.text for name, chain in chains.items()} == {
-        "prune-ft-int8": "structured-prune(amount=0.5) -> finetune(epochs=3, lr=0.001) -> "
-                         "int8-static(calibration=entropy)",
-        "gentle-sparse": "unstructured-prune(amount=0.3, scope=layer) -> finetune(epochs=3, lr=0.001)",
-        "quick": "sparse24 -> finetune(epochs=2, lr=0.001)",
+        "prune-ft-int8": "structured-prune(amount=0.5, round_to=8) -> finetune(epochs=3, lr=0.003) -> "
+                         "int8-static(calibration=entropy, activation_type=uint8, weight_type=int8, reduce_range=yes)",
+        "gentle-sparse": "unstructured-prune(amount=0.3, scope=layer) -> finetune(epochs=20, lr=0.003)",
+        "quick": "sparse24 -> finetune(epochs=2, lr=0.003)",
     }
     assert chains["prune-ft-int8"].description == "half the channels, fine-tuned, then int8"
 
@@ -126,9 +131,9 @@ def test_file_and_one_line_forms_make_the_same_chain(tmp_path: Path) -> None:
           long:
             steps:
               - structured-prune: {amount: 0.5}
-              - finetune(epochs=3)
+              - finetune
               - int8-static: {calibration: entropy}
-          short: structured-prune(0.5) -> finetune(epochs=3) -> int8-static(entropy)
+          short: structured-prune(0.5) -> finetune(epochs=20) -> int8-static(entropy)
         """)
     recipes = recipes_from_file(path)
     assert recipes["long"].spec == recipes["short"].spec == get_recipe("prune50-ft-int8").spec.replace(
@@ -169,7 +174,7 @@ YAML_ERRORS = [
          steps:
            - qat
            - finetune
-     """, "recipes.yaml:5:9: recipe 'a': step finetune comes after qat, which already exports an int8 QDQ model"),
+     """, "recipes.yaml:5:9: recipe 'a': step finetune comes after qat, which trains for int8-static"),
     ("""
      recipes:
        a:
@@ -277,7 +282,7 @@ def test_built_in_chains_are_registered_after_the_single_steps() -> None:
     assert list(NAMED_CHAINS) == ["unstructured50-ft", "sparse24-ft", "qat-int8", "prune50-ft-int8", "distill-int8"]
     for name in NAMED_CHAINS:
         assert RECIPES[name].uses_torch and RECIPES[name].spec == _parse(NAMED_CHAINS[name])
-    assert RECIPES["prune50-ft-int8"].uses_calibration and not RECIPES["qat-int8"].uses_calibration
+    assert RECIPES["prune50-ft-int8"].uses_calibration and RECIPES["qat-int8"].uses_calibration
 
 
 def test_an_unknown_name_is_not_taken_for_a_chain() -> None:
@@ -358,7 +363,8 @@ def test_a_model_without_pytorch_source_takes_only_onnx_steps(digits: ModelBundl
         compress(onnx_only, "prune50-ft-int8", tmp_path)
     assert list(tmp_path.iterdir()) == []
     variant = compress(onnx_only, "int8-static(entropy)", tmp_path)  # a chain of one ONNX step
-    assert variant.steps[0]["params"] == {"calibration": "entropy"} and variant.stats == {}
+    assert variant.steps[0]["params"] == {"calibration": "entropy", "activation_type": "uint8", "weight_type": "int8",
+                                          "reduce_range": "yes"} and variant.stats == {}
 
 
 def test_a_cached_chain_is_read_without_torch(digits: ModelBundle, cache: Path) -> None:

@@ -25,6 +25,7 @@ ModelBuilder = Callable[[Path, ProgressFn | None], ModelBundle]
 MODELS: dict[str, ModelBuilder] = {
     digits_cnn.NAME: digits_cnn.build,
     mobilenet_v2.NAME: mobilenet_v2.build,
+    mobilenet_v2.FULL.name: mobilenet_v2.build_full,
     minilm.NAME: minilm.build,
 }
 

@@ -44,11 +44,19 @@ def mobilenet_v2(width: float = 1.0) -> nn.Module:
     return model.network(width)
 
 
+def mobilenet_v2_w1(width: float = 1.0) -> nn.Module:
+    """mobilenet-v2-w1: the paper's 17 blocks on 1x96x96 images; width 1.0 is the bundled model."""
+    from compressors.models import mobilenet_v2 as model
+
+    return model.network(width, model.PAPER_STAGES)
+
+
 # TorchSource.builder -> module factory. A builder defined in its model's own module is wrapped
 # in a function that imports that module when called.
 BUILDERS: dict[str, Callable[[float], nn.Module]] = {
     "digits-cnn": digits_cnn,
     "mobilenet-v2": mobilenet_v2,
+    "mobilenet-v2-w1": mobilenet_v2_w1,
 }
 
 

@@ -57,7 +57,8 @@ class Param:
 class TorchStep:
     """A step on the PyTorch model; `module`.`function` in this package runs it.
 
-    quantizes: the step's model exports as a QDQ int8 ONNX model, so it ends the chain.
+    quantizes: the step trains the model for int8; the chain's int8-static step, with the same
+    reduce_range, must follow it to quantize (nothing else may).
     """
 
     name: str
@@ -87,14 +88,16 @@ TORCH_STEPS: dict[str, TorchStep] = {
     ),
     "structured-prune": TorchStep(
         "structured-prune", "remove whole channels (torch-pruning): a smaller dense model", "prune", "structured",
-        (_AMOUNT,),
+        (_AMOUNT, Param("round_to", 8, 1, 64)),
     ),
     "sparse24": TorchStep(
         "sparse24", "2:4 semi-structured sparsity for sparse tensor cores", "prune", "semi_structured",
     ),
     "finetune": TorchStep(
+        # 20 epochs at 3e-3: one-shot pruning takes a model to chance, and 3 epochs at 1e-3 (the first
+        # default) left structured-pruned mobilenet-v2 at 73.6 % where fp32 scores 96.9 %.
         "finetune", "train on the training data; pruned weights stay zero", "finetune", "finetune",
-        (_EPOCHS, _learning_rate(1e-3)),
+        (Param("epochs", 20, 1, 1000), _learning_rate(3e-3)),
     ),
     "distill": TorchStep(
         "distill", "train a narrower student on the model's softened outputs", "distill", "distill",
@@ -103,7 +106,7 @@ TORCH_STEPS: dict[str, TorchStep] = {
          _learning_rate(5e-3)),
     ),
     "qat": TorchStep(
-        "qat", "quantization-aware fine-tuning, exported as QDQ int8", "qat", "qat",
-        (_EPOCHS, _learning_rate(3e-4)), quantizes=True,
+        "qat", "quantization-aware fine-tuning for the int8-static step that follows", "qat", "qat",
+        (_EPOCHS, _learning_rate(3e-4), Param("reduce_range", "yes", choices=("yes", "no"))), quantizes=True,
     ),
 }

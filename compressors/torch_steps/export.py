@@ -4,9 +4,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from torch import nn
@@ -52,66 +50,3 @@ def export_onnx(module: nn.Module, input_shape: tuple[int, ...], path: Path,
             output_names=list(interface.outputs), dynamic_axes=dynamic, opset_version=interface.opset,
             dynamo=False,
         )
-
-
-def fold_weight_quantizers(path: Path) -> None:
-    """Store quantized weights as int8: replace QuantizeLinear(float weight) by its int8 result.
-
-    The exporter writes fake-quantized weights as float initializer -> QuantizeLinear ->
-    DequantizeLinear; folding the first half makes the file about 4x smaller and is the
-    form ONNX Runtime's own QDQ quantizer writes. The model computes the same values.
-    """
-    import onnx
-    from onnx import numpy_helper
-
-    model = onnx.load(str(path))
-    constants = _constant_values(model)
-    kept_nodes = []
-    for node in model.graph.node:
-        if node.op_type == "QuantizeLinear" and all(name in constants for name in node.input):
-            quantized = _quantize(node, constants)
-            model.graph.initializer.append(numpy_helper.from_array(quantized, node.output[0]))
-        else:
-            kept_nodes.append(node)
-    del model.graph.node[:]
-    model.graph.node.extend(kept_nodes)
-    _drop_unused(model)
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-
-
-def _constant_values(model: Any) -> dict[str, np.ndarray]:
-    from onnx import numpy_helper
-
-    values = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
-    for node in model.graph.node:
-        if node.op_type == "Constant" and node.attribute[0].name == "value":
-            values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
-        elif node.op_type == "Identity" and node.input[0] in values:
-            # The exporter stores equal constants (e.g. two all-zero zero points) once, plus Identity copies.
-            values[node.output[0]] = values[node.input[0]]
-    return values
-
-
-def _quantize(node: Any, constants: dict[str, np.ndarray]) -> np.ndarray:
-    """QuantizeLinear's definition: saturate(round_half_even(x / scale) + zero_point), per axis if given."""
-    weight, scale, zero_point = (constants[name] for name in node.input)
-    axis = next((attribute.i for attribute in node.attribute if attribute.name == "axis"), 1)
-    if scale.ndim == 1:
-        shape = [1] * weight.ndim
-        shape[axis] = -1
-        scale, zero_point = scale.reshape(shape), zero_point.reshape(shape)
-    info = np.iinfo(zero_point.dtype)
-    quantized = np.rint(weight / scale) + zero_point.astype(np.int32)
-    return np.clip(quantized, info.min, info.max).astype(zero_point.dtype)
-
-
-def _drop_unused(model: Any) -> None:
-    used = {name for node in model.graph.node for name in node.input}
-    used |= {value.name for value in model.graph.output}
-    kept = [init for init in model.graph.initializer if init.name in used]
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(kept)
-    nodes = [n for n in model.graph.node if n.op_type != "Constant" or n.output[0] in used]
-    del model.graph.node[:]
-    model.graph.node.extend(nodes)

@@ -55,6 +55,7 @@ def structured(
     pruner = tp.pruner.MetaPruner(
         module, torch.zeros(model.input_shape), importance=tp.importance.MagnitudeImportance(p=2),
         pruning_ratio=float(params["amount"]), ignored_layers=[prunable_layers(module)[-1]],
+        round_to=int(params.get("round_to", 1)),  # channel counts in multiples the int8/SIMD kernels like
     )
     pruner.step()
     report(progress, "structured-prune", 1.0)

@@ -1,116 +1,149 @@
-"""Quantization-aware training: fine-tune with int8 fake quantization, export QDQ ONNX.
+"""Quantization-aware training for the int8 graph ONNX Runtime (or TensorRT) will really run.
 
-Stages: prepare (fake quantization on every Conv/Linear) -> calibrate (activation ranges
-from training samples) -> train (fake-quantized forward, straight-through gradients) ->
-freeze (weight scales fixed). The stage runner then exports the model, the exporter writing
-each fake quantization as a QuantizeLinear/DequantizeLinear pair, and
-export.fold_weight_quantizers stores the weights as int8.
+The step trains the float model under the quantization the deployment applies, then hands a float
+ONNX model to the chain's int8-static step, which quantizes it with the same settings
+(compressors.quantize.Int8Settings). So a QAT variant is the same fused graph as int8-static
+(every Conv a QLinearConv, residual Adds QLinearAdds, int32 biases) with weights that learned to live
+with int8, rather than a graph of its own.
 
-The scheme is symmetric int8 (zero point 0, as TensorRT requires): weights per output
-channel, activations per tensor at the input and the output of every Conv/Linear. Inputs
-alone are the placement TensorRT's explicit quantization recommends; the output pair is
-what lets ONNX Runtime fuse DQ -> Conv -> Q into an int8 QLinearConv (without it the CPU
-provider ran the model in float behind extra Q/DQ ops, about 4x slower than int8-static on
-digits-cnn). The weight goes through a parametrization and the activations through forward
-hooks, so the layers stay the same Conv/Linear modules: MAC counting, pruning masks and the
-exporter see them as before.
-torch.ao's eager QAT was not used: its converted modules do not export to QDQ ONNX, and it
-is deprecated in favour of torchao.
+What training simulates, matching what int8-static writes:
+  * BatchNorm folded into its Conv first (torch.fx), as ONNX Runtime folds it before quantizing:
+    the weights that get quantized are the folded ones;
+  * weights: symmetric per output channel, 7-bit (-64..64) with reduce_range, as ONNX Runtime needs
+    on x86 without VNNI (vpmaddubsw's 16-bit pair sums saturate with full-range weights: that bug
+    cost the first QAT 36 points), else 8-bit (-127..127) for TensorRT and ARM;
+  * activations: asymmetric uint8 per tensor on every tensor a quantized op reads: the model input,
+    ReLU/ReLU6 outputs, projection Conv outputs, residual Add outputs and pool outputs.
 
-This module defines nn.Modules, so it imports torch at the top; only the step registry
-imports it, when a qat step runs.
+Stages: fold -> place fake quantization -> calibrate (activation ranges from training samples) ->
+train (straight-through gradients) -> strip (the fake-quantized weights baked in, float export).
+torch.ao's eager QAT was not used: its converted modules do not export to QDQ ONNX, and it is
+deprecated in favour of torchao, whose PT2E flow needs the dynamo exporter and onnxscript.
 """
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping
 
 import torch
-from torch import nn
+from torch import fx, nn
 
 from compressors.progress import ProgressFn, report
 from compressors.torch_steps import ParamValue
 from compressors.torch_steps.training import TorchModel, TrainData, cross_entropy_loss, prunable_layers, train
 
-INT8_MIN, INT8_MAX = -128, 127
+UINT8_MAX = 255
 CALIBRATION_SAMPLES = 512  # of the training split; min/max ranges settle well before that
 CALIBRATION_BATCH = 64
-_TINY_SCALE = 1e-8  # a layer that only ever sees zeros still needs a positive scale
+_TINY_SCALE = 1e-8  # a tensor that only ever holds zeros still needs a positive scale
+_ACTIVATIONS = (nn.ReLU, nn.ReLU6)
+_POOLS = (nn.AdaptiveAvgPool2d, nn.AvgPool2d, nn.MaxPool2d)
+
+
+def weight_range(reduce_range: bool) -> int:
+    """The largest |q| of a symmetric int8 weight: ONNX Runtime's 64 with reduce_range, else 127."""
+    return 64 if reduce_range else 127
 
 
 class WeightFakeQuantizer(nn.Module):
-    """A parametrization: weight -> int8 fake-quantized weight, one scale per output channel.
+    """A parametrization: weight -> fake-quantized weight, symmetric, one scale per output channel."""
 
-    Training: the scales follow the weights as they move; eval and export: the frozen ones.
-    """
-
-    def __init__(self, weight: torch.Tensor) -> None:
+    def __init__(self, weight: torch.Tensor, limit: int) -> None:
         super().__init__()
-        self.register_buffer("scale", _channel_scales(weight))
+        self.limit = limit
         self.register_buffer("zero_point", torch.zeros(weight.shape[0], dtype=torch.int32))
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        scale = _channel_scales(weight) if self.training else self.scale
-        return torch.fake_quantize_per_channel_affine(weight, scale, self.zero_point, 0, INT8_MIN, INT8_MAX)
+        scale = _channel_scales(weight, self.limit)
+        return torch.fake_quantize_per_channel_affine(weight, scale, self.zero_point, 0, -self.limit, self.limit)
 
 
 class ActivationFakeQuantizer(nn.Module):
-    """An activation -> int8 fake-quantized activation, one scale for the tensor.
-
-    While `observing`, inputs pass unchanged and the largest magnitude seen sets the scale.
-    """
+    """A tensor -> uint8 fake-quantized tensor. While `observing`, values pass unchanged and the range
+    (always holding 0, as ONNX Runtime's calibration makes it) grows to what it sees."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.register_buffer("scale", torch.zeros(()))
-        self.register_buffer("zero_point", torch.zeros((), dtype=torch.int32))
+        self.register_buffer("low", torch.zeros(()))
+        self.register_buffer("high", torch.zeros(()))
         self.observing = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.observing:
-            self.scale = torch.maximum(self.scale, x.detach().abs().max() / INT8_MAX)
+            self.low = torch.minimum(self.low, x.detach().min())
+            self.high = torch.maximum(self.high, x.detach().max())
             return x
-        return torch.fake_quantize_per_tensor_affine(x, self.scale, self.zero_point, INT8_MIN, INT8_MAX)
+        scale = ((self.high - self.low) / UINT8_MAX).clamp(min=_TINY_SCALE)
+        zero_point = int(torch.round(-self.low / scale).clamp(0, UINT8_MAX))
+        return torch.fake_quantize_per_tensor_affine(x, float(scale), zero_point, 0, UINT8_MAX)
 
 
-def _quantize_input(layer: nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-    return (layer.input_quantizer(args[0]),)
-
-
-def _quantize_output(layer: nn.Module, args: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
-    return layer.output_quantizer(output)
-
-
-def _channel_scales(weight: torch.Tensor) -> torch.Tensor:
+def _channel_scales(weight: torch.Tensor, limit: int) -> torch.Tensor:
     magnitudes = weight.detach().abs().amax(dim=tuple(range(1, weight.dim())))
-    return (magnitudes / INT8_MAX).clamp(min=_TINY_SCALE)
+    return (magnitudes / limit).clamp(min=_TINY_SCALE)
 
 
 def qat(
     model: TorchModel, params: Mapping[str, ParamValue], data: TrainData, progress: ProgressFn | None
 ) -> TorchModel:
-    """The model with fake quantization, calibrated and fine-tuned for `epochs` at peak learning rate `lr`."""
-    quantized = prepare(model.module)
+    """The model fine-tuned for `epochs` at peak learning rate `lr` under int8 fake quantization,
+    returned as a float model (BatchNorm folded) for the chain's int8-static step to quantize."""
+    quantized = prepare(model.module, params.get("reduce_range", "yes") == "yes")
     calibrate(quantized, data.x[:CALIBRATION_SAMPLES], progress)
     train(quantized, len(data.y), cross_entropy_loss(data), int(params["epochs"]), float(params["lr"]), progress, "qat")
-    freeze(quantized)
-    return TorchModel(quantized.eval(), model.builder, model.width, model.input_shape)
+    return TorchModel(strip(quantized).eval(), model.builder, model.width, model.input_shape)
 
 
-def prepare(module: nn.Module) -> nn.Module:
-    """Put fake quantization on the weight, input and output of every Conv/Linear of `module` (in place)."""
+def prepare(module: nn.Module, reduce_range: bool = True) -> fx.GraphModule:
+    """`module` with BatchNorm folded and fake quantization on weights and on every tensor a quantized op reads."""
+    from torch.fx.experimental.optimization import fuse
     from torch.nn.utils import parametrize
 
-    for layer in prunable_layers(module):
-        parametrize.register_parametrization(layer, "weight", WeightFakeQuantizer(layer.weight))
-        layer.input_quantizer, layer.output_quantizer = ActivationFakeQuantizer(), ActivationFakeQuantizer()
-        layer.register_forward_pre_hook(_quantize_input)
-        layer.register_forward_hook(_quantize_output)
-    return module
+    folded = fuse(module.eval())  # Conv + BatchNorm -> Conv with the folded weight and bias
+    limit = weight_range(reduce_range)
+    for layer in prunable_layers(folded):
+        parametrize.register_parametrization(layer, "weight", WeightFakeQuantizer(layer.weight, limit))
+    _quantize_activations(folded)
+    return folded
+
+
+def _quantize_activations(graph_module: fx.GraphModule) -> None:
+    graph = graph_module.graph
+    for index, node in enumerate([n for n in graph.nodes if _feeds_a_quantized_op(n, graph_module)]):
+        name = f"activation_quantizer_{index}"
+        graph_module.add_submodule(name, ActivationFakeQuantizer())
+        with graph.inserting_after(node):
+            quantized = graph.call_module(name, (node,))
+        node.replace_all_uses_with(quantized, delete_user_cb=lambda user, q=quantized: user is not q)
+    graph_module.recompile()
+
+
+def _feeds_a_quantized_op(node: fx.Node, graph_module: fx.GraphModule) -> bool:
+    """The model input, and each activation, projection, residual sum and pool output."""
+    if node.op == "placeholder":
+        return True
+    if node.op == "call_function":
+        return node.target in (operator.add, torch.add)
+    if node.op != "call_module":
+        return False
+    layer = graph_module.get_submodule(str(node.target))
+    if isinstance(layer, _ACTIVATIONS + _POOLS):
+        return True
+    # A Conv/Linear followed by an activation is quantized after it; one that is not (a projection) at its output.
+    followed_by_activation = any(user.op == "call_module" and
+                                 isinstance(graph_module.get_submodule(str(user.target)), _ACTIVATIONS)
+                                 for user in node.users)
+    return isinstance(layer, (nn.Conv2d, nn.Linear)) and not followed_by_activation and bool(node.users) and \
+        not _is_graph_output(node)
+
+
+def _is_graph_output(node: fx.Node) -> bool:
+    return any(user.op == "output" for user in node.users)
 
 
 def calibrate(module: nn.Module, samples: torch.Tensor, progress: ProgressFn | None) -> None:
-    """Set every activation scale from the largest magnitude it sees over `samples`."""
-    quantizers = _activation_quantizers(module)
+    """Set every activation range from what it sees over `samples`."""
+    quantizers = [layer for layer in module.modules() if isinstance(layer, ActivationFakeQuantizer)]
     for quantizer in quantizers:
         quantizer.observing = True
     module.eval()
@@ -121,15 +154,18 @@ def calibrate(module: nn.Module, samples: torch.Tensor, progress: ProgressFn | N
             report(progress, "qat calibrate", done / len(batches))
     for quantizer in quantizers:
         quantizer.observing = False
-        quantizer.scale = quantizer.scale.clamp(min=_TINY_SCALE)
 
 
-def freeze(module: nn.Module) -> None:
-    """Fix every weight scale to the trained weights, for eval and export."""
+def strip(module: fx.GraphModule) -> fx.GraphModule:
+    """The trained float model: fake-quantized weights baked in (int8-static re-derives the very same
+    integers from them), activation fake quantization removed."""
+    from torch.nn.utils import parametrize
+
     for layer in prunable_layers(module):
-        quantizer = layer.parametrizations.weight[0]
-        quantizer.scale = _channel_scales(layer.parametrizations.weight.original)
-
-
-def _activation_quantizers(module: nn.Module) -> list[ActivationFakeQuantizer]:
-    return [layer for layer in module.modules() if isinstance(layer, ActivationFakeQuantizer)]
+        parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)
+    for node in [n for n in module.graph.nodes if n.op == "call_module" and "activation_quantizer_" in str(n.target)]:
+        node.replace_all_uses_with(node.args[0])
+        module.graph.erase_node(node)
+        module.delete_submodule(str(node.target))
+    module.recompile()
+    return module

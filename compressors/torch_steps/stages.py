@@ -100,7 +100,7 @@ def _is_cached(entry: Path) -> bool:
 def _stage_bundle(parent: ModelBundle, step: TorchStep, entry: Path) -> ModelBundle:
     record = json.loads((entry / RECORD).read_text())
     source = _torch_source(parent)
-    # A quantized (QAT) model is only exported: no torch step may follow it.
+    # A model trained for int8 (QAT, BatchNorm folded) goes to its int8-static step only: no torch step follows.
     after = None if step.quantizes else replace(source, state_dict=entry / WEIGHTS, width=record["width"])
     return replace(parent, onnx_path=entry / ONNX, torch_source=after)
 
@@ -147,12 +147,10 @@ def _export(
     bundle: ModelBundle, step: TorchStep, module: Any, input_shape: tuple[int, ...], path: Path,
     progress: ProgressFn | None,
 ) -> None:
-    from compressors.torch_steps.export import OnnxInterface, export_onnx, fold_weight_quantizers
+    from compressors.torch_steps.export import OnnxInterface, export_onnx
 
     report(progress, "export", 0.0)
     export_onnx(module, input_shape, path, OnnxInterface.of(bundle.onnx_path))
-    if step.quantizes:
-        fold_weight_quantizers(path)
     report(progress, "export", 1.0)
 
 
