@@ -28,6 +28,7 @@ from compressors.recipes import (
     recipe_names,
 )
 
+INT8_DEFAULTS = {"activation_type": "uint8", "weight_type": "int8", "reduce_range": "yes"}  # int8-static's
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
 
@@ -97,7 +98,7 @@ def test_int8_static_is_under_30_percent_of_fp32_within_1_point(variants: dict[s
     fp32, int8 = variants["fp32"], variants["int8-static/minmax"]
     assert int8.size_bytes <= 0.30 * fp32.size_bytes
     assert abs(int8.accuracy - fp32.accuracy) <= 0.01
-    assert int8.params == {"calibration": "minmax", "activation_type": "uint8", "weight_type": "int8", "reduce_range": "yes"}  # the defaults, filled in
+    assert int8.params == {"calibration": "minmax", **INT8_DEFAULTS}  # the defaults, filled in
 
 
 def test_int8_dynamic_shrinks_the_model_and_keeps_accuracy(variants: dict[str, Variant]) -> None:
@@ -118,7 +119,7 @@ def test_fp16_halves_the_file_and_stays_close_to_fp32(variants: dict[str, Varian
 @pytest.mark.parametrize("method", CALIBRATION_METHODS)
 def test_each_calibration_method_makes_a_working_model(variants: dict[str, Variant], method: str) -> None:
     variant = variants[f"int8-static/{method}"]
-    assert variant.params == {"calibration": method, "activation_type": "uint8", "weight_type": "int8", "reduce_range": "yes"}
+    assert variant.params == {"calibration": method, **INT8_DEFAULTS}
     assert abs(variant.accuracy - variants["fp32"].accuracy) <= 0.01
     assert variant.size_bytes <= 0.30 * variants["fp32"].size_bytes
 
@@ -150,7 +151,7 @@ def test_default_params_share_the_cache_entry(variants: dict[str, Variant], digi
 def test_the_record_beside_the_artifact_describes_it(variants: dict[str, Variant], digits: ModelBundle) -> None:
     variant = variants["int8-static/entropy"]
     record = json.loads((variant.path.parent / "variant.json").read_text())
-    assert record["sha256"] == variant.sha256 and record["params"] == {"calibration": "entropy", "activation_type": "uint8", "weight_type": "int8", "reduce_range": "yes"}
+    assert record["sha256"] == variant.sha256 and record["params"] == {"calibration": "entropy", **INT8_DEFAULTS}
     assert record["inputs"]["model_sha256"] == sha256_file(digits.onnx_path)
     assert record["inputs"]["calib_sha256"] == sha256_file(digits.calib_npz)
     assert set(record["versions"]) == {"onnx", "onnxruntime", "onnxconverter-common"}

@@ -22,6 +22,8 @@ from compressors.errors import BadModelError, CalibrationDataError, EvalDataErro
 from compressors.models import ModelBundle, bundle_from_file, get_model
 from compressors.recipes import RECIPES, RecipeParamsError, Variant, compress
 
+INT8_DEFAULTS = {"activation_type": "uint8", "weight_type": "int8", "reduce_range": "yes"}  # int8-static's
+
 
 @pytest.fixture(scope="session")
 def zoo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -78,7 +80,7 @@ def test_mixed_int8_meets_its_budget_and_records_the_float_layers(
     fp32 = compress(mobilenet, "fp32", variant_cache)
     int8 = compress(mobilenet, "int8-static", variant_cache)
     mixed = compress(mobilenet, "mixed-int8", variant_cache)
-    assert mixed.params == {"max_drop": "0.5", "calibration": "minmax", "activation_type": "uint8", "weight_type": "int8", "reduce_range": "yes"}
+    assert mixed.params == {"max_drop": "0.5", "calibration": "minmax", **INT8_DEFAULTS}
     assert (fp32.accuracy - mixed.accuracy) * 100 <= 0.5
     # Keeping layers in float bounds the drop against fp32 (above); it need not beat full int8 on every
     # host: on 360 eval images the two can differ by a sample either way.
