@@ -154,7 +154,6 @@ class Job:
         result.accuracy = top1_on_device(engine, self.eval_path)
         result.accuracy_available = True
 
-
     def _fidelity(self, engine: Engine, result: pb.Result) -> None:
         """The board's outputs on the shipped fidelity feeds against the fp32 model's, per output."""
         if not self.fidelity_path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from compressors.cache import sha256_file
@@ -30,7 +31,7 @@ class JobInputs:
     model_suffix: str = ".onnx"
     fidelity: FidelitySet | None = None
 
-    @property
+    @cached_property  # hashed once per run, not once per job
     def inputs_sha(self) -> str:
         return sha256_file(self.plan.inputs_npz) if self.plan and self.plan.inputs_npz else ""
 
