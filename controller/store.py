@@ -72,6 +72,20 @@ class JobRecord:
 
 
 @dataclass(frozen=True)
+class RunSummary:
+    """One stored run, as `edgefarm runs` lists it."""
+
+    id: str
+    created_at: float
+    command: str
+    kind: str
+    status: str
+    verdict: str | None
+    results: int
+    failures: int
+
+
+@dataclass(frozen=True)
 class StoredResult:
     job: JobRecord
     variant: VariantRecord
@@ -164,6 +178,15 @@ class ResultStore:
 
     def run_exists(self, run_id: str) -> bool:
         return self._db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is not None
+
+    def run_summaries(self, limit: int = 20) -> list[RunSummary]:
+        """The newest `limit` runs with how many results and failed jobs each holds."""
+        rows = self._db.execute(
+            "SELECT r.id, r.created_at, r.command, r.kind, r.status, r.verdict, "
+            "(SELECT COUNT(*) FROM results x WHERE x.run_id = r.id), "
+            "(SELECT COUNT(*) FROM jobs j WHERE j.run_id = r.id AND j.status = 'failed') "
+            "FROM runs r ORDER BY r.created_at DESC LIMIT ?", (limit,)).fetchall()
+        return [RunSummary(*row) for row in rows]
 
     def latest_run(self) -> str | None:
         row = self._db.execute("SELECT id FROM runs ORDER BY created_at DESC LIMIT 1").fetchone()

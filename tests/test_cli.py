@@ -179,3 +179,34 @@ def test_run_on_a_board_leased_by_someone_else_is_refused_then_runs(tmp_path, mo
         ran = edgefarm(*args)
         assert ran.returncode == 0, ran.stderr
         assert manager.states(["board-a"])[0].status == "idle"  # released at the end of the run
+
+
+def test_runs_lists_stored_runs_and_report_points_there(demo):
+    db = demo[0] / "results.sqlite"
+    listed = edgefarm("runs", "--db", str(db), "--json")
+    assert listed.returncode == 0, listed.stderr
+    (run,) = json.loads(listed.stdout)
+    assert run["command"] == "demo" and run["results"] == 4 and run["failures"] == 0 and run["status"] == "done"
+    assert run["id"] in edgefarm("runs", "--db", f"sqlite:///{db}").stdout
+    missing = edgefarm("report", "nope", "--db", str(db))
+    assert missing.returncode == 2 and "list runs with 'edgefarm runs'" in missing.stderr
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["runs", "--db", "postgresql://farm@db.lab/results"], "--db postgresql://farm@db.lab/results: this release "
+                                                           "keeps results in SQLite only"),
+    (["run", "digits-cnn", "--local", "--min-seconds", "0"], "--min-seconds must be > 0, got 0.0"),
+    (["run", "digits-cnn", "--local", "--warmup-seconds", "0"], "--warmup-seconds must be > 0"),
+])
+def test_settings_that_would_silently_become_something_else_are_refused(tmp_path, args, needle):
+    proc = subprocess.run([sys.executable, "-m", "controller", *args], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert proc.returncode == 2 and needle in proc.stderr, proc.stderr
+    assert not any(tmp_path.iterdir())  # no stray SQLite file named after the URL
+
+
+def test_a_ca_error_is_one_line_not_a_traceback(tmp_path):
+    assert edgefarm("ca", "init", "--dir", str(tmp_path / "ca")).returncode == 0
+    again = edgefarm("ca", "init", "--dir", str(tmp_path / "ca"))
+    assert again.returncode == 2 and "Traceback" not in again.stderr
+    assert again.stderr.startswith("edgefarm: error: a farm CA already exists")

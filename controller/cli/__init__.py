@@ -5,10 +5,10 @@ import argparse
 import sys
 
 from controller import __version__
-from controller.cli import ca, demo, devices, nightly, provision, report, run
+from controller.cli import ca, demo, devices, nightly, provision, report, run, runs
 from controller.cli.common import CliError
 
-SUBCOMMANDS = (demo, run, report, devices, nightly, provision, ca)
+SUBCOMMANDS = (demo, run, runs, report, devices, nightly, provision, ca)
 EXAMPLES = """examples:
   edgefarm demo                                   # digits-cnn × 4 recipes on a local agent
   edgefarm run digits-cnn --local --recipe int8-static
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 def user_errors() -> tuple[type[BaseException], ...]:
     """Errors that mean "fix your input", printed as one line with exit code 2."""
     from compressors.errors import CompressorError
+    from controller.ca import CaError
     from controller.client import AgentRejectedError, AgentUnreachableError
     from controller.input_plan import InputPlanError
     from controller.leases import LeaseError
@@ -42,7 +43,8 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from controller.yaml_nodes import ConfigError
 
     return (CliError, CompressorError, ConfigError, AgentUnreachableError, AgentRejectedError,
-            LocalAgentError, StoreError, PlanError, LeaseError, BaselineError, MatrixPlanError, InputPlanError)
+            LocalAgentError, StoreError, PlanError, LeaseError, BaselineError, MatrixPlanError, InputPlanError,
+            CaError)
 
 
 def main(argv: list[str] | None = None) -> int:

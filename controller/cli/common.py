@@ -19,11 +19,25 @@ def default_cache_dir() -> Path:
 
 
 def default_db() -> Path:
-    return Path(os.environ.get("EDGEFARM_DB") or Path(platformdirs.user_data_dir("edgefarm")) / "results.sqlite")
+    from_env = os.environ.get("EDGEFARM_DB")
+    return results_db(from_env, "EDGEFARM_DB") if from_env else \
+        Path(platformdirs.user_data_dir("edgefarm")) / "results.sqlite"
+
+
+def results_db(value: str, where: str = "--db") -> Path:
+    """A results database path: a file path or sqlite:///path. Any other URL is refused: taken as a
+    path, 'postgresql://host/db' would quietly become a local SQLite file named 'postgresql:/host/db'."""
+    if value.startswith("sqlite:///"):  # sqlite:///relative/path, sqlite:////absolute/path (SQLAlchemy's form)
+        return Path(value[len("sqlite:///"):])
+    if "://" in value:
+        raise CliError(f"{where} {value}: this release keeps results in SQLite only; give a file path or "
+                       f"sqlite:///path (a shared PostgreSQL results store is planned; leases already take "
+                       f"--leases postgresql://…)")
+    return Path(value)
 
 
 def add_storage_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", type=Path, default=None,
+    parser.add_argument("--db", type=str, default=None,
                         help="results database (SQLite file; default: $EDGEFARM_DB or the user data dir)")
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="models and compressed variants (default: $EDGEFARM_CACHE_DIR or the user cache dir)")
@@ -45,8 +59,10 @@ def add_measure_flags(parser: argparse.ArgumentParser) -> None:
 
 def measure_settings(args: argparse.Namespace) -> MeasureSettings:
     for name in ("warmup_seconds", "min_seconds", "timeout"):
-        if getattr(args, name) < 0:
-            raise CliError(f"--{name.replace('_', '-')} must be ≥ 0, got {getattr(args, name)}")
+        # 0 is refused too: on the wire 0 means "unset", and the board would silently use its default.
+        if getattr(args, name) <= 0:
+            raise CliError(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)} "
+                           "(0 would make the board fall back to its own default)")
     batch = 1 if args.batch_size is None else args.batch_size
     if min(batch, args.min_iterations, args.streams) < 1 or args.max_iterations < args.min_iterations:
         raise CliError("--batch-size, --streams and --min-iterations must be ≥ 1, "
@@ -61,13 +77,13 @@ def cache_dir(args: argparse.Namespace) -> Path:
 
 
 def db_path(args: argparse.Namespace) -> Path:
-    return args.db or default_db()
+    return results_db(args.db) if args.db else default_db()
 
 
 def leases_url(args: argparse.Namespace) -> str:
     """--leases, else $EDGEFARM_LEASES, else a SQLite file beside the results database."""
     from controller.leases import sqlite_url
 
-    db = getattr(args, "db", None) or default_db()
+    db = db_path(args) if getattr(args, "db", None) else default_db()
     return getattr(args, "leases", None) or os.environ.get("EDGEFARM_LEASES") or \
         sqlite_url(db.with_name("leases.sqlite"))

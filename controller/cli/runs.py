@@ -1,0 +1,39 @@
+"""edgefarm runs: the stored runs, newest first (reads the store, never measures)."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from controller.cli.common import add_storage_flags, db_path
+from controller.store import ResultStore
+
+EXAMPLES = """examples:
+  edgefarm runs
+  edgefarm runs --limit 5 --json
+  edgefarm report $(edgefarm runs --json | jq -r '.[0].id') --html report.html
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("runs", help="list the stored runs, newest first", epilog=EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--limit", type=int, default=20, help="how many runs (default 20)")
+    p.add_argument("--json", action="store_true", help="print the runs as JSON on stdout")
+    add_storage_flags(p)
+    p.set_defaults(handler=execute)
+
+
+def execute(args: argparse.Namespace) -> int:
+    store = ResultStore(db_path(args))
+    runs = store.run_summaries(max(args.limit, 1))
+    store.close()
+    if args.json:
+        print(json.dumps([run.__dict__ for run in runs]))
+        return 0
+    if not runs:
+        print(f"no runs in {store.path}")
+    for run in runs:
+        verdict = f", verdict {run.verdict}" if run.verdict else ""
+        print(f"{run.id}  {run.kind:<8} {run.status:<11} {run.results} result(s), {run.failures} failed{verdict}  "
+              f"{run.command}")
+    return 0
