@@ -21,14 +21,18 @@ from pathlib import Path
 
 import numpy as np
 
+from agent.backends.base import TensorSpec
 from agent.fidelity import OutputFidelity, compare_all, worst
+from agent.inputs import synthetic_feeds
 from compressors.cache import sha256_file
-from compressors.errors import CompressorError, EvalDataError
+from compressors.errors import EvalDataError
 from compressors.npz_data import ModelInput, load_inputs
 from controller.input_plan import InputPlan
 
 log = logging.getLogger(__name__)
 MAX_FEEDS = 16            # enough to see a wrong kernel; few enough to cost well under a second per variant
+SYNTHETIC_FEEDS = 4
+SYNTHETIC = "synthetic inputs"
 _FORMAT = 1
 # Device fidelity "clearly below" host fidelity: a cosine this much lower, or top-1 agreement this much lower.
 COSINE_MARGIN = 0.01
@@ -49,17 +53,29 @@ class FidelitySet:
 
 def build_fidelity_set(reference_model: Path, inputs: Sequence[ModelInput], plan: InputPlan,
                        data: Sequence[tuple[str, Path | None]], cache_dir: Path) -> FidelitySet | None:
-    """From the first data source that fits the run's shapes; None (logged) when none does."""
+    """From the first data source that fits the run's shapes, else from synthetic inputs (and it says so:
+    random data shows a broken kernel, but not how a variant does on the data it will meet). None when
+    the fp32 model itself cannot run any of them: the board's own refusal then explains why."""
     for source, path in data:
         if path is None:
             continue
         try:
             feeds = _feeds(source, path, inputs, plan)
-        except (CompressorError, ValueError) as exc:
-            log.info("fidelity: %s %s does not give feeds at the measured shapes: %s", source, path, exc)
-            continue
-        return _cached_set(reference_model, source, path, feeds, plan, cache_dir)
-    return None
+            return _cached_set(reference_model, source, sha256_file(path), feeds, plan, cache_dir)
+        except Exception as exc:  # data that does not fit, or ORT's own error types (several, unrelated)
+            log.info("fidelity: %s %s gives no feeds at the measured shapes: %s", source, path, exc)
+    try:
+        return _cached_set(reference_model, SYNTHETIC, SYNTHETIC, _synthetic_feeds(inputs, plan), plan, cache_dir)
+    except Exception as exc:  # a model that needs real values (a sample rate) fails on synthetic ones
+        log.info("fidelity: the fp32 model does not run on synthetic inputs: %s", exc)
+        return None
+
+
+def _synthetic_feeds(inputs: Sequence[ModelInput], plan: InputPlan) -> list[dict[str, np.ndarray]]:
+    """The agent's own synthetic data, one seed per feed."""
+    specs = [TensorSpec(spec.name, list(plan.shape_of(spec.name)), spec.dtype.name) for spec in inputs]
+    shapes = dict(plan.shapes)
+    return [synthetic_feeds(specs, shapes, seed) for seed in range(SYNTHETIC_FEEDS)]
 
 
 def _feeds(source: str, path: Path, inputs: Sequence[ModelInput], plan: InputPlan) -> list[dict[str, np.ndarray]]:
@@ -87,11 +103,11 @@ def _samples_of_inputs(path: Path, inputs: Sequence[ModelInput], plan: InputPlan
     return [{name: s[k if len(s) > 1 else 0] for name, s in stacks.items()} for k in range(count)]
 
 
-def _cached_set(reference_model: Path, source: str, path: Path, feeds: list[dict[str, np.ndarray]],
+def _cached_set(reference_model: Path, source: str, data_id: str, feeds: list[dict[str, np.ndarray]],
                 plan: InputPlan, cache_dir: Path) -> FidelitySet:
     """One file per (fp32 model, data, shapes): the same bytes every run, so a board never gets it twice."""
     key = hashlib.sha256(json.dumps({"format": _FORMAT, "model": sha256_file(reference_model),
-                                     "data": sha256_file(path), "source": source, "shapes": plan.text(),
+                                     "data": data_id, "source": source, "shapes": plan.text(),
                                      "batch": plan.batch_size, "feeds": len(feeds)}).encode()).hexdigest()
     target = Path(cache_dir) / "fidelity" / f"{key[:32]}.npz"
     if not target.is_file():

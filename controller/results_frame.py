@@ -56,6 +56,7 @@ def _input_columns(r) -> dict:
 def _fidelity_columns(stats: dict, r) -> dict:
     """Host fidelity (the variant on ONNX Runtime here) beside device fidelity (the board's engine)."""
     host = {k: stats.get(k, math.nan) for k in ("fidelity_cosine", "fidelity_snr_db", "top1_agreement")}
+    host["fidelity_source"] = stats.get("fidelity_source", NOT_AVAILABLE)
     device = {f"device_{k}": v for k, v in fidelity_summary(
         [OutputFidelity(f.name, f.cosine, f.snr_db, f.max_abs_error, f.classifier, f.top1_agreement,
                         f.top5_agreement, f.samples) for f in r.fidelity]).items()

@@ -63,6 +63,8 @@ def test_a_detector_is_measured_at_the_shape_given(work):
     (row,) = run_json(work, "detector.onnx", "--shape", "images:1x3x320x320")
     assert row["input_shapes"] == "images:1x3x320x320" and row["synthetic_inputs"] is True
     assert row["latency_count"] >= 3
+    # No data of the user's: fidelity on the agent's synthetic inputs, and the row says so.
+    assert row["fidelity_source"] == "synthetic inputs" and row["device_fidelity_cosine"] == pytest.approx(1.0)
 
 
 def test_a_detector_without_a_shape_is_refused_before_anything_is_compressed(work):
@@ -94,6 +96,7 @@ def test_two_inputs_with_the_users_data_report_fidelity_per_variant(work):
                                               "--recipe", "fp32", "--recipe", "int8-dynamic")}
     fp32, int8 = rows["fp32"], rows["int8-dynamic"]
     assert fp32["synthetic_inputs"] is False and fp32["input_shapes"] == "image:1x3x64x64 meta:1x8"
+    assert fp32["fidelity_source"] == int8["fidelity_source"] == "inputs"
     assert fp32["fidelity_cosine"] == pytest.approx(1.0) and fp32["device_fidelity_cosine"] == pytest.approx(1.0)
     assert 0.9 < int8["fidelity_cosine"] < 1.0 and 0 < int8["fidelity_snr_db"] < 80
     # Same runtime and CPU on both sides here: the board's figures match the host's, and nothing is flagged.
@@ -141,6 +144,7 @@ def test_int8_static_calibrates_on_a_folder_of_images(work):
                     "--calib-data", str(folder), "--preprocess", "size=64x64,scale=1/255,layout=nchw,color=rgb")
     assert rows[0]["variant"] == "int8-static" and rows[0]["input_shapes"] == "images:1x3x64x64"
     assert 0.9 < rows[0]["fidelity_cosine"] <= 1.0  # against fp32, on the calibration images themselves
+    assert rows[0]["fidelity_source"] == "calibration data"
 
 
 def _bad_inputs(work: Path) -> dict[str, tuple[tuple[str, ...], str]]:

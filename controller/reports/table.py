@@ -64,6 +64,7 @@ COLUMN_FORMATS: dict[str, ColumnFormat] = {
     "device_fidelity_snr_db": ColumnFormat("device fidelity SNR", decibels),
     "device_top1_agreement": ColumnFormat("device top-1 agreement", percent),
     "fidelity_flag": ColumnFormat("fidelity flag"),
+    "fidelity_source": ColumnFormat("fidelity on")
 }
 
 
