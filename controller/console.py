@@ -47,12 +47,26 @@ def summary_table(rows: list[dict]) -> Table:
     table = Table(title="edgefarm results")
     columns = [("variant", "variant"), ("device", "device"), ("p50 ms", "latency_p50_ms"),
                ("p99 ms", "latency_p99_ms"), ("FPS", "fps"), ("size KiB", "size_kib"),
-               ("accuracy %", "accuracy_pct"), ("device acc %", "device_accuracy_pct"), ("mJ/inf", "energy")]
+               ("accuracy %", "accuracy_pct"), ("device acc %", "device_accuracy_pct"),
+               ("fidelity (host/board)", "fidelity"), ("mJ/inf", "energy"), ("measured at", "inputs")]
     for title, _ in columns:
         table.add_column(title, justify="left" if title in ("variant", "device") else "right")
     for row in rows:
         table.add_row(*(_cell(row.get(key)) for _, key in columns))
     return table
+
+
+def fidelity_cell(row: dict) -> str:
+    """Cosine to fp32 on the host / on the board, six decimals (fidelity lives after 0.99), and any flag."""
+    host, board = row.get("fidelity_cosine"), row.get("device_fidelity_cosine")
+    text = "/".join("–" if not isinstance(v, float) or math.isnan(v) else f"{v:.6f}" for v in (host, board))
+    return f"{text} {row['fidelity_flag']}" if row.get("fidelity_flag") else text
+
+
+def inputs_cell(row: dict) -> str:
+    """The shapes the latency belongs to, and whether the data was synthetic."""
+    shapes = row.get("input_shapes")
+    return f"{shapes} (synthetic)" if row.get("synthetic_inputs") is True else str(shapes or "–")
 
 
 def _cell(value: object) -> str:

@@ -17,7 +17,7 @@ from controller.cli.common import (
     leases_url,
     measure_settings,
 )
-from controller.console import RunConsole, summary_table
+from controller.console import RunConsole, fidelity_cell, inputs_cell, summary_table
 from controller.input_plan import parse_shape_args
 from controller.pipeline import AS_IS, PhaseTimes, RunExecutor, RunOutcome, RunPlan, Target
 from controller.results_frame import results_frame
@@ -154,7 +154,7 @@ def write_reports(frame, out: Path, ui: RunConsole, title: str) -> tuple[Path, P
 
 def _summary_row(row: dict) -> dict:
     acc, dev_acc, energy = row.get("accuracy"), row.get("device_accuracy"), row.get("energy_mj_per_inference")
-    return {**row, "size_kib": row["size_bytes"] / 1024,
+    return {**row, "size_kib": row["size_bytes"] / 1024, "fidelity": fidelity_cell(row), "inputs": inputs_cell(row),
             "accuracy_pct": acc * 100 if isinstance(acc, float) and not math.isnan(acc) else None,
             "device_accuracy_pct": dev_acc * 100 if isinstance(dev_acc, float) and not math.isnan(dev_acc) else None,
             "energy": energy}
