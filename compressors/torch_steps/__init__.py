@@ -107,6 +107,7 @@ TORCH_STEPS: dict[str, TorchStep] = {
     ),
     "qat": TorchStep(
         "qat", "quantization-aware fine-tuning for the int8-static step that follows", "qat", "qat",
-        (_EPOCHS, _learning_rate(3e-4), Param("reduce_range", "yes", choices=("yes", "no"))), quantizes=True,
+        # lr 1e-4: the trained model is already where it should be; 3e-4 cost mobilenet-v2-w1 1.1 points.
+        (_EPOCHS, _learning_rate(1e-4), Param("reduce_range", "yes", choices=("yes", "no"))), quantizes=True,
     ),
 }
