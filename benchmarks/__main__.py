@@ -31,11 +31,13 @@ def p1_dynamic(cache: Path) -> list[Figure]:
 
     detector, ocr = user_models.detector(cache), user_models.ocr(cache)
     vad, encoder = user_models.stateful(cache), user_models.shared_symbol(cache)
+    two_input = user_models.two_input(cache)
     return [
         overhead_figure("dynamic-detector", detector, "<= 1.05", {"images": user_models.detector_shape()}),
         overhead_figure("dynamic-ocr", ocr, "<= 1.05", {"x": (1, 1, 32, 512)}),
         overhead_figure("dynamic-encoder", encoder, "<= 1.05", {"input_ids": (1, 256), "attention_mask": (1, 256)}),
         overhead_figure("dynamic-vad", vad, "<= 1.05", inputs_npz=vad_frames(cache / "frames.npz")),
+        overhead_figure("dynamic-two-input", two_input, "<= 1.05"),  # static, two inputs: the same loop
     ]
 
 

@@ -1,2 +1,4 @@
 """edgefarm controller: compresses models, ships them to board agents, stores and reports results."""
-__version__ = "0.1.0"
+from agent import __version__  # one version for the whole distribution: the wheel's, the agent's
+
+__all__ = ["__version__"]
