@@ -71,6 +71,7 @@ def test_the_html_report_shows_the_new_columns(tmp_path):
     for header in ("input shapes", "synthetic inputs", "fidelity cosine", "device fidelity cosine", "fidelity flag"):
         assert header in html
     assert "images:1x3x640x640" in html and "device below host" in html and "0.950000" in html
+    assert "Measured at: <code>detector</code> at <code>images:1x3x640x640</code>, the user's inputs" in html
 
 
 @pytest.mark.parametrize(("version", "minor"), [("edgefarm.v1", 0), ("edgefarm.v1.1", 1), ("edgefarm.v1.7", 7),

@@ -93,7 +93,26 @@ def _header(df: pd.DataFrame, title: str, generated_at: datetime) -> str:
     generated = generated_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
     meta = f"Run{'s' * (len(run_ids) != 1)} {runs} · generated {generated} · {counts}"
     return (f'<header>\n<h1>{escape(title)}</h1>\n<p class="meta">{meta}</p>\n'
-            f"{_throttle_warning(df)}</header>")
+            f"{_measured_at(df)}{_throttle_warning(df)}</header>")
+
+
+def _measured_at(df: pd.DataFrame) -> str:
+    """What each model was fed, up front: a latency means nothing without the shapes it was measured at."""
+    if "input_shapes" not in df.columns:
+        return ""
+    lines = []
+    for (model, shapes), group in df.groupby(["model", "input_shapes"], sort=False):
+        lines.append(f"<code>{escape(str(model))}</code> at <code>{escape(str(shapes))}</code>, {_data_kind(group)}")
+    return f'<p class="meta">Measured at: {" · ".join(lines)}</p>\n'
+
+
+def _data_kind(group: pd.DataFrame) -> str:
+    # synthetic_inputs holds True, False or "not recorded" (a result from an older agent)
+    kinds = set(group["synthetic_inputs"]) if "synthetic_inputs" in group.columns else set()
+    if kinds == {True}:
+        return "synthetic inputs"
+    return "the user's inputs" if kinds == {False} else "inputs not recorded"
+
 
 
 def _throttle_warning(df: pd.DataFrame) -> str:
