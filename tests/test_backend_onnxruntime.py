@@ -173,6 +173,14 @@ def test_tensorrt_ep_options_carry_precision_dla_and_cache_folder() -> None:
     assert ort_backend.ep_options(CUDA_EP, options, "/c") == {}
 
 
+def test_tensorrt_ep_builds_one_profile_at_the_jobs_shapes() -> None:
+    options = BackendOptions(input_shapes=(("images", (1, 3, 640, 640)), ("sr", ())))
+    settings = ort_backend.ep_options("TensorrtExecutionProvider", options, "")
+    assert settings["trt_profile_min_shapes"] == settings["trt_profile_opt_shapes"] == \
+        settings["trt_profile_max_shapes"] == "images:1x3x640x640"
+    assert "trt_profile_min_shapes" not in ort_backend.ep_options("TensorrtExecutionProvider", BackendOptions(), "")
+
+
 @pytest.mark.parametrize(("options", "message"), [
     (BackendOptions(sparsity=True), "sparsity: settings of the 'tensorrt' backend"),
     (BackendOptions(cuda_graph=True, calibration_path="x.npz"), "cuda_graph, calibration_path"),
