@@ -61,7 +61,7 @@ class AgentService(pb_grpc.AgentServicer):
         if self.store.has(sha):
             for _ in rest:  # drain: the client may already be streaming
                 pass
-            return pb.ArtifactRef(sha256=sha, size=self.store.path(sha).stat().st_size, already_present=True)
+            return pb.ArtifactRef(sha256=sha, size=self.store.touch(sha).stat().st_size, already_present=True)
         writer = self.store.writer(sha, first.total_size)
         try:
             writer.write(first.data)

@@ -3,6 +3,11 @@
 An upload is written to a temporary file and hashed as it arrives; it becomes
 visible (renamed to its hash) only once the hash and size match. A client never
 chooses a path: names are validated hex digests.
+
+An artifact is pinned for PIN_SECONDS from the moment it is uploaded, reported present or used
+by a job: a controller uploads a run's variants first and measures them after, and LRU alone
+could evict a variant uploaded a minute ago to make room for the next. When only pinned
+artifacts are left to evict, the upload is refused (store full) rather than losing one.
 """
 from __future__ import annotations
 
@@ -10,10 +15,12 @@ import hashlib
 import os
 import re
 import tempfile
+import time
 from pathlib import Path
-from typing import BinaryIO, Iterable
+from typing import BinaryIO, Callable, Iterable
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+PIN_SECONDS = 3600.0  # longer than any run spends between uploading its variants and measuring them
 
 
 class ArtifactError(Exception):
@@ -35,10 +42,13 @@ def validate_sha256(sha256: str) -> str:
 
 
 class ArtifactStore:
-    def __init__(self, root: Path, max_bytes: int, max_artifact_bytes: int | None = None) -> None:
+    def __init__(self, root: Path, max_bytes: int, max_artifact_bytes: int | None = None,
+                 pin_seconds: float = PIN_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
         self.root = Path(root)
         self.max_bytes = max_bytes
         self.max_artifact_bytes = max_artifact_bytes or max_bytes
+        self._pin_seconds, self._clock = pin_seconds, clock
+        self._pinned_until: dict[str, float] = {}
         (self.root / "tmp").mkdir(parents=True, exist_ok=True)
         # Uploads cut off when a previous agent died: never visible, but they would fill the disk.
         for stale in (self.root / "tmp").iterdir():
@@ -53,13 +63,24 @@ class ArtifactStore:
         return _SHA256.match(sha256 or "") is not None and self.path(sha256).is_file()
 
     def present(self, digests: Iterable[str]) -> list[str]:
-        return [d for d in digests if self.has(d)]
+        """The digests held here, pinned: the caller is about to use them."""
+        held = [d for d in digests if self.has(d)]
+        for digest in held:
+            self._pin(digest)
+        return held
 
     def touch(self, sha256: str) -> Path:
-        """Mark as recently used (LRU order is by mtime) and return its path."""
+        """Mark as recently used (LRU order is by mtime), pin it, and return its path."""
         path = self.path(sha256)
         os.utime(path)
+        self._pin(sha256)
         return path
+
+    def _pin(self, sha256: str) -> None:
+        self._pinned_until[sha256] = self._clock() + self._pin_seconds
+
+    def _is_pinned(self, sha256: str) -> bool:
+        return self._pinned_until.get(sha256, float("-inf")) > self._clock()
 
     def total_bytes(self) -> int:
         return sum(p.stat().st_size for p in self._artifacts())
@@ -78,15 +99,22 @@ class ArtifactStore:
         self._evict_for(size)
         final = self.path(sha256)
         os.replace(tmp_path, final)
+        self._pin(sha256)
         return final
 
     def _evict_for(self, incoming: int) -> None:
-        by_age = sorted(self._artifacts(), key=lambda p: p.stat().st_mtime)
-        used = sum(p.stat().st_size for p in by_age)
-        while by_age and used + incoming > self.max_bytes:
-            oldest = by_age.pop(0)
+        artifacts = self._artifacts()
+        used = sum(p.stat().st_size for p in artifacts)
+        evictable = sorted((p for p in artifacts if not self._is_pinned(p.name)), key=lambda p: p.stat().st_mtime)
+        while evictable and used + incoming > self.max_bytes:
+            oldest = evictable.pop(0)
             used -= oldest.stat().st_size
             oldest.unlink()
+            self._pinned_until.pop(oldest.name, None)
+        if used + incoming > self.max_bytes:
+            raise StoreFullError(f"no room for {incoming} bytes: this agent's {self.max_bytes}-byte store holds "
+                                 f"{used} bytes of artifacts in use by jobs of the last {self._pin_seconds:g} s; "
+                                 "raise --max-cache-mb on the agent, or run fewer variants at once")
 
     def _artifacts(self) -> list[Path]:
         return [p for p in self.root.iterdir() if p.is_file() and _SHA256.match(p.name)]
@@ -126,7 +154,11 @@ class ArtifactWriter:
             raise ArtifactCorruptError(
                 f"upload rejected: got {self.received} bytes with sha256 {digest[:16]}…, "
                 f"expected {self.total_size} bytes with sha256 {self.sha256[:16]}…")
-        return self._store._commit(self._tmp, self.sha256, self.total_size)
+        try:
+            return self._store._commit(self._tmp, self.sha256, self.total_size)
+        except StoreFullError:
+            self.abort()  # refused for room: the partial file must not fill the disk either
+            raise
 
     def abort(self) -> None:
         self._close()

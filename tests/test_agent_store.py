@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from agent.store import ArtifactError, ArtifactStore
+from agent.store import ArtifactError, ArtifactStore, StoreFullError
 
 
 def _sha(data: bytes) -> str:
@@ -68,8 +68,18 @@ def test_client_supplied_names_never_become_paths(tmp_path, name):
         store.writer(name, 1)
 
 
+class TickingClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_lru_eviction_keeps_recently_used(tmp_path):
-    store = ArtifactStore(tmp_path, max_bytes=2500)
+    store = ArtifactStore(tmp_path, max_bytes=2500, pin_seconds=0)  # pins are the next test's subject
     blobs = [os.urandom(1000) for _ in range(3)]
     _put(store, blobs[0])
     _put(store, blobs[1])
@@ -80,3 +90,31 @@ def test_lru_eviction_keeps_recently_used(tmp_path):
     assert store.has(_sha(blobs[0])) and store.has(_sha(blobs[2]))
     assert not store.has(_sha(blobs[1]))
     assert store.total_bytes() <= 2500
+
+
+def test_an_artifact_in_use_is_never_evicted_the_upload_is_refused_instead(tmp_path):
+    clock = TickingClock()
+    store = ArtifactStore(tmp_path, max_bytes=2500, pin_seconds=60, clock=clock)
+    variants = [os.urandom(1000) for _ in range(3)]
+    _put(store, variants[0])
+    _put(store, variants[1])
+    with pytest.raises(StoreFullError, match="artifacts in use by jobs of the last 60 s; raise --max-cache-mb"):
+        _put(store, variants[2])  # both uploaded a moment ago, for jobs not yet measured
+    assert store.has(_sha(variants[0])) and store.has(_sha(variants[1]))
+    assert list((tmp_path / "tmp").iterdir()) == []  # the refused upload left nothing behind
+    clock.now += 61
+    store.touch(_sha(variants[1]))  # a job uses it again: pinned anew
+    _put(store, variants[2])        # the first, no longer in use, makes room
+    assert not store.has(_sha(variants[0])) and store.has(_sha(variants[1])) and store.has(_sha(variants[2]))
+
+
+def test_an_artifact_reported_present_is_pinned_too(tmp_path):
+    clock = TickingClock()
+    store = ArtifactStore(tmp_path, max_bytes=2500, pin_seconds=60, clock=clock)
+    old, new = os.urandom(1000), os.urandom(1000)
+    _put(store, old)
+    clock.now += 61
+    assert store.present([_sha(old)]) == [_sha(old)]  # HasArtifacts: the controller will use it
+    _put(store, new)
+    with pytest.raises(StoreFullError):
+        _put(store, os.urandom(1000))
