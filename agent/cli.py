@@ -31,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=50051, help="port; 0 picks a free one")
     serve.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "edgefarm-agent",
                        help="where artifacts are stored, named by sha256")
-    serve.add_argument("--max-cache-mb", type=int, default=4096, help="artifact cache cap (LRU eviction; artifacts used in the last hour are kept, an upload is refused instead)")
+    serve.add_argument("--max-cache-mb", type=int, default=4096,
+                       help="artifact cache cap (LRU; artifacts used in the last hour stay)")
     serve.add_argument("--max-artifact-mb", type=int, default=1024, help="largest single upload accepted")
     serve.add_argument("--tls-dir", type=Path, default=None,
                        help="serve mutual TLS with ca.crt, agent.crt, agent.key from here (edgefarm provision)")
