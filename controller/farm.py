@@ -17,12 +17,13 @@ from controller.client import AgentFaultError, AgentRejectedError, AgentUnreacha
 from controller.console import RunConsole
 from controller.inventory import BackendSettings, Device
 from controller.job_inputs import JobInputs, require_protocol
-from controller.leases import Heartbeat, Lease, LeaseManager
+from controller.leases import DeviceQuarantinedError, Heartbeat, Lease, LeaseError, LeaseManager
 from controller.pipeline import BACKEND_BY_SUFFIX, MeasureSettings, RunPlan, Target, build_spec
 from controller.scheduler import PlannedJob, assign
 from controller.store import JobRecord, ResultStore
 from protos import agent_pb2 as pb
 
+LEASE_DB_ATTEMPTS = 3            # consecutive lease-database errors before the run gives up
 TRANSPORT = "transport"          # the link or the agent went away: worth retrying
 NOT_RETRIED = ("bad-input", "backend-crash")
 SIMULATED = "simulated"          # agent/backends/simulated.py: sleeps, measures nothing
@@ -74,6 +75,7 @@ class FarmRunner:
         self.measure, self.ui, self.owner, self.policy = measure, ui, owner, policy
         self._streak: dict[str, int] = {}
         self._quarantined: set[str] = set()
+        self._lease_failures = 0  # consecutive lease-database errors
 
     async def run(self, jobs: list[FarmJob]) -> FarmOutcome:
         outcome, pending, running = FarmOutcome(), list(jobs), {}
@@ -125,11 +127,24 @@ class FarmRunner:
 
     def _try_lease(self, device: str) -> Lease | None:
         try:
-            return self.leases.acquire(device, self.owner, "edgefarm farm run", self.policy.lease_ttl_s)
-        except Exception as exc:  # DeviceQuarantinedError from another controller's verdict
+            lease = self.leases.acquire(device, self.owner, "edgefarm farm run", self.policy.lease_ttl_s)
+        except DeviceQuarantinedError as exc:  # another controller's verdict on the board
             self.ui.note(f"[yellow]{device}: {exc}[/yellow]")
             self._quarantined.add(device)
             return None
+        except Exception as exc:  # the lease database failed, not the board: never quarantine for it
+            return self._lease_database_failed(device, exc)
+        self._lease_failures = 0
+        return lease
+
+    def _lease_database_failed(self, device: str, exc: Exception) -> None:
+        """A blip is retried at the next poll; a database that keeps failing ends the run, saying so."""
+        self._lease_failures += 1
+        if self._lease_failures >= LEASE_DB_ATTEMPTS:
+            raise LeaseError(f"the lease database failed {self._lease_failures} times in a row ({type(exc).__name__}: "
+                             f"{exc}); no board was quarantined for it: check --leases and run again") from exc
+        self.ui.note(f"[yellow]{device}: the lease database failed ({exc}); trying again[/yellow]")
+        return None
 
     def _anyone_can_run(self, pending: list[FarmJob], outcome: FarmOutcome) -> bool:
         """Jobs whose every candidate is quarantined can never run in this pass: record them."""

@@ -14,7 +14,7 @@ from controller.console import RunConsole
 from controller.farm import FarmJob, FarmOutcome, FarmRunner, RetryPolicy
 from controller.inventory import Inventory, load_inventory
 from controller.job_inputs import JobInputs
-from controller.leases import default_owner, open_lease_manager
+from controller.leases import LeaseError, default_owner, open_lease_manager
 from controller.matrix import Matrix, load_matrix
 from controller.pipeline import (
     RunPlan,
@@ -126,6 +126,9 @@ class FarmRun:
         except KeyboardInterrupt:
             self.store.finish_run(run_id, "interrupted")
             return FarmRunResult(run_id, FarmOutcome(), interrupted=True)
+        except LeaseError:
+            self.store.finish_run(run_id, "failed")  # what was measured stays; resume can finish it
+            raise
         finally:
             leases.close()
         self.store.finish_run(run_id, "done" if not outcome.failed else "partial")
