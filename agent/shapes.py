@@ -44,6 +44,11 @@ def check_wanted(name: str, declared: Shape, wanted: Shape) -> Shape:
     return wanted
 
 
+def shapes_text(shapes: Sequence[tuple[str, Sequence[int]]], separator: str = ";") -> str:
+    """images:1x3x640x640;sr: the job's shapes in trtexec's syntax, for engine keys and TensorRT profiles."""
+    return separator.join(f"{name}:{'x'.join(map(str, dims))}" for name, dims in shapes)
+
+
 def format_dims(dims: Sequence[int], names: Sequence[str] = ()) -> str:
     """[batch, 3, height, width]: symbolic names where known, '?' for an unnamed dynamic dim."""
     shown = [str(d) if d >= 0 else (names[i] if i < len(names) and names[i] else "?") for i, d in enumerate(dims)]

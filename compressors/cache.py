@@ -15,6 +15,8 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import numpy as np
+
 _STAGING_PREFIX = ".staging-"
 
 
@@ -60,3 +62,18 @@ def is_current_model(model_dir: Path, cache_format: int, files: Iterable[str]) -
     except (OSError, ValueError):
         return False
     return record.get("cache_format") == cache_format and all((model_dir / name).is_file() for name in files)
+
+
+def write_npz_once(entry: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Publish `arrays` as the .npz `entry` in one rename, unless it exists. np.savez stamps the time
+    into the zip, so a rewrite would change the bytes, and the sha256 a board already holds it by."""
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{entry.stem}-", suffix=".tmp", dir=entry.parent)
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            np.savez(stream, **arrays)
+        os.chmod(temp, 0o644)  # mkstemp makes it private; a cache entry is as readable as its folder
+        if not entry.exists():  # a concurrent run published first: keep its bytes, they may be shipped already
+            os.replace(temp, entry)
+    finally:
+        Path(temp).unlink(missing_ok=True)

@@ -9,15 +9,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from compressors.cache import sha256_file
+from compressors.cache import sha256_file, write_npz_once
 from compressors.errors import CompressorError
 
 log = logging.getLogger(__name__)
@@ -155,7 +153,7 @@ def folder_to_npz(folder: Path, spec: Preprocess, cache_dir: Path, input_name: s
     if entry.is_file():
         return entry
     arrays = _decode_all(folder, files, spec, input_name, context)
-    _write_atomically(entry, arrays)
+    write_npz_once(entry, arrays)
     log.info("%s: %d images from %s saved as %s", context, len(arrays[input_name]), folder, entry)
     return entry
 
@@ -215,16 +213,3 @@ def _decode_all(folder: Path, files: list[tuple[Path, int | None]], spec: Prepro
     if files[0][1] is not None:
         arrays["y"] = np.array(labels, dtype=np.int64)
     return arrays
-
-
-def _write_atomically(entry: Path, arrays: dict[str, np.ndarray]) -> None:
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{entry.stem}-", suffix=".tmp", dir=entry.parent)
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            np.savez(stream, **arrays)
-        os.chmod(temp, 0o644)  # mkstemp makes it private; a cache entry is as readable as its folder
-        if not entry.exists():  # a concurrent run published first: keep its bytes, they may be shipped already
-            os.replace(temp, entry)
-    finally:
-        Path(temp).unlink(missing_ok=True)

@@ -39,8 +39,8 @@ class Int8Settings:
 
     @classmethod
     def from_params(cls, params: Mapping[str, str]) -> Int8Settings:
-        return cls(params.get("activation_type", "uint8"), params.get("weight_type", "int8"),
-                   params.get("reduce_range", "yes") == "yes")
+        """From a recipe's resolved parameters (INT8_CHOICES, defaults filled in by Recipe.resolve)."""
+        return cls(params["activation_type"], params["weight_type"], params["reduce_range"] == "yes")
 
     def quantize_static_kwargs(self) -> dict[str, Any]:
         from onnxruntime.quantization import QuantFormat, QuantType

@@ -13,8 +13,6 @@ import hashlib
 import json
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +21,8 @@ import numpy as np
 
 from agent.backends.base import TensorSpec
 from agent.fidelity import OutputFidelity, compare_all, worst
-from agent.inputs import synthetic_feeds
-from compressors.cache import sha256_file
+from agent.inputs import load_feeds, synthetic_feeds
+from compressors.cache import sha256_file, write_npz_once
 from compressors.errors import EvalDataError
 from compressors.npz_data import ModelInput, load_inputs
 from controller.input_plan import InputPlan
@@ -73,14 +71,16 @@ def build_fidelity_set(reference_model: Path, inputs: Sequence[ModelInput], plan
 
 def _synthetic_feeds(inputs: Sequence[ModelInput], plan: InputPlan) -> list[dict[str, np.ndarray]]:
     """The agent's own synthetic data, one seed per feed."""
-    specs = [TensorSpec(spec.name, list(plan.shape_of(spec.name)), spec.dtype.name) for spec in inputs]
-    shapes = dict(plan.shapes)
-    return [synthetic_feeds(specs, shapes, seed) for seed in range(SYNTHETIC_FEEDS)]
+    return [synthetic_feeds(_specs(inputs, plan), dict(plan.shapes), seed) for seed in range(SYNTHETIC_FEEDS)]
+
+
+def _specs(inputs: Sequence[ModelInput], plan: InputPlan) -> list[TensorSpec]:
+    return [TensorSpec(spec.name, list(plan.shape_of(spec.name)), spec.dtype.name) for spec in inputs]
 
 
 def _feeds(source: str, path: Path, inputs: Sequence[ModelInput], plan: InputPlan) -> list[dict[str, np.ndarray]]:
-    if source == "inputs":
-        return _samples_of_inputs(path, inputs, plan)
+    if source == "inputs":  # the agent's own reading of --inputs (one sample or a stack), so both sides agree
+        return load_feeds(str(path), _specs(inputs, plan), dict(plan.shapes))[:MAX_FEEDS]
     arrays = load_inputs(path, list(inputs), EvalDataError, f"fidelity feeds from {path}")
     batch = plan.batch_size
     count = min(len(next(iter(arrays.values()))) // batch, MAX_FEEDS)
@@ -92,15 +92,6 @@ def _feeds(source: str, path: Path, inputs: Sequence[ModelInput], plan: InputPla
     if not feeds:
         raise ValueError(f"it holds fewer samples than one batch of {batch}")
     return feeds
-
-
-def _samples_of_inputs(path: Path, inputs: Sequence[ModelInput], plan: InputPlan) -> list[dict[str, np.ndarray]]:
-    """--inputs samples (already checked against the plan): one per feed, up to MAX_FEEDS."""
-    with np.load(path, allow_pickle=False) as archive:
-        arrays = {spec.name: archive[spec.name] for spec in inputs}
-    stacks = {name: [a] if a.shape == plan.shape_of(name) else list(a[:MAX_FEEDS]) for name, a in arrays.items()}
-    count = max(len(s) for s in stacks.values())
-    return [{name: s[k if len(s) > 1 else 0] for name, s in stacks.items()} for k in range(count)]
 
 
 def _cached_set(reference_model: Path, source: str, data_id: str, feeds: list[dict[str, np.ndarray]],
@@ -124,11 +115,7 @@ def _write_atomically(target: Path, feeds: list[dict[str, np.ndarray]], names: l
     arrays = {f"input:{name}": np.stack([feed[name] for feed in feeds]) for name in feeds[0]}
     arrays.update({f"output:{i}": np.stack([ref[i] for ref in references]) for i in range(len(names))})
     arrays["output_names"] = np.array(names)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, staging = tempfile.mkstemp(dir=target.parent, suffix=".npz.partial")
-    with os.fdopen(fd, "wb") as out:
-        np.savez(out, **arrays)
-    os.replace(staging, target)
+    write_npz_once(target, arrays)
 
 
 def run_model(model: Path, feeds: Sequence[Mapping[str, np.ndarray]]) -> tuple[list[str], list[list[np.ndarray]]]:

@@ -10,7 +10,7 @@ dims with 1 and reported a detector 33x too fast.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,12 +41,16 @@ class InputPlan:
         return dict(self.shapes)[name]
 
     def text(self) -> str:
-        """images:1x3x640x640 sr:scalar: the report's input_shapes column."""
-        return " ".join(f"{name}:{format_shape(dims)}" for name, dims in self.shapes)
+        return shapes_text(self.shapes)
 
 
 def format_shape(dims: Sequence[int]) -> str:
     return "x".join(str(d) for d in dims) if len(dims) else "scalar"
+
+
+def shapes_text(shapes: Iterable[tuple[str, Sequence[int]]]) -> str:
+    """images:1x3x640x640 sr:scalar: the report's input_shapes column and the nightly fingerprint's."""
+    return " ".join(f"{name}:{format_shape(dims)}" for name, dims in shapes)
 
 
 def parse_shape_args(values: Sequence[str]) -> ShapeList:

@@ -6,17 +6,24 @@ import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Protocol
 
 from compressors.cache import sha256_file
 from controller.client import AgentRejectedError
 from controller.fidelity import FidelitySet
 from controller.input_plan import InputPlan
-from protos import agent_pb2 as pb
 
 # edgefarm.v1.1 added input shapes, input data and fidelity to BenchmarkSpec; an older agent would
 # silently drop them and measure at shapes of its own choosing.
 SHAPES_SINCE_MINOR = 1
 _PROTOCOL = re.compile(r"^edgefarm\.v1(?:\.(\d+))?$")
+
+
+class AgentVersions(Protocol):
+    """What Describe says of the agent's versions (a DeviceInfo message satisfies it)."""
+
+    protocol_version: str
+    agent_version: str
 
 
 class AgentTooOldError(AgentRejectedError):
@@ -51,15 +58,6 @@ class JobInputs:
     def needs_v1_1(self) -> bool:
         return bool(self.plan and (self.plan.inputs_npz or self.plan.pinned))
 
-    def apply(self, spec: pb.BenchmarkSpec) -> None:
-        if self.plan is None:
-            return
-        spec.batch_size = self.plan.batch_size
-        spec.input_shapes.extend(pb.InputShape(name=name, dims=list(dims)) for name, dims in self.plan.shapes)
-        spec.inputs_artifact_sha256 = self.inputs_sha
-        if self.fidelity is not None:
-            spec.fidelity_artifact_sha256 = self.fidelity.sha256
-
 
 def protocol_minor(version: str) -> int | None:
     """edgefarm.v1 -> 0, edgefarm.v1.1 -> 1; None for another major (or garbage)."""
@@ -67,7 +65,7 @@ def protocol_minor(version: str) -> int | None:
     return None if match is None else int(match.group(1) or 0)
 
 
-def require_protocol(device: str, info: pb.DeviceInfo | None, inputs: JobInputs) -> None:
+def require_protocol(device: str, info: AgentVersions | None, inputs: JobInputs) -> None:
     """Refuse, rather than let an old agent ignore the shapes or data the job depends on."""
     if info is None or not inputs.needs_v1_1():
         return

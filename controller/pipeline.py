@@ -277,6 +277,9 @@ def build_spec(job: JobRecord, plan: RunPlan, eval_sha: str, inputs: JobInputs |
                                  max_iterations=m.max_iterations, max_seconds=m.max_seconds),
         timeout_seconds=m.timeout_seconds, eval_artifact_sha256=eval_sha, seed=0, streams=m.streams,
         **({"dla_core": choice.dla_core} if choice.dla_core is not None else {}))
-    if inputs is not None:
-        inputs.apply(spec)
+    if inputs is not None and inputs.plan is not None:
+        spec.batch_size = inputs.plan.batch_size
+        spec.input_shapes.extend(pb.InputShape(name=name, dims=list(dims)) for name, dims in inputs.plan.shapes)
+        spec.inputs_artifact_sha256 = inputs.inputs_sha
+        spec.fidelity_artifact_sha256 = inputs.fidelity.sha256 if inputs.fidelity else ""
     return spec

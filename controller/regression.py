@@ -49,6 +49,7 @@ from enum import StrEnum
 
 import numpy as np
 
+from controller.input_plan import shapes_text
 from protos import agent_pb2 as pb
 
 
@@ -164,7 +165,7 @@ def fingerprint_of(result: pb.Result) -> dict[str, str]:
     fields = {name: getattr(env, name) for name in _SETTING_FIELDS}
     fields["batch_size"] = str(result.batch_size or 1)  # 0 on the wire means 1
     if result.input_source:  # edgefarm.v1.1: what was fed is part of what was measured
-        fields["input_shapes"] = " ".join(f"{s.name}:{'x'.join(map(str, s.dims))}" for s in result.input_shapes)
+        fields["input_shapes"] = shapes_text((s.name, s.dims) for s in result.input_shapes)
         fields["inputs"] = result.input_source
     fields.update({f"versions.{name}": version for name, version in env.versions.items()})
     return fields

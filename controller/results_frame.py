@@ -9,12 +9,13 @@ import pandas as pd
 from agent.fidelity import OutputFidelity
 from controller.fidelity import device_below_host
 from controller.fidelity import summary as fidelity_summary
-from controller.input_plan import format_shape
+from controller.input_plan import shapes_text
 from controller.store import ResultStore, StoredResult
 
 NOT_AVAILABLE = "not available"
 NOT_SEPARABLE = "not separable"
 NOT_RECORDED = "not recorded"
+_FIDELITY_COLUMNS = ("fidelity_cosine", "fidelity_snr_db", "top1_agreement")  # host; device_* on the board
 
 
 def results_frame(store: ResultStore, run_id: str) -> pd.DataFrame:
@@ -49,20 +50,17 @@ def _input_columns(r) -> dict:
     """The conditions a latency belongs to: the shapes every input ran at, and whether the data was real."""
     if not r.input_source:  # measured by an agent older than edgefarm.v1.1
         return {"input_shapes": NOT_RECORDED, "synthetic_inputs": NOT_RECORDED}
-    shapes = " ".join(f"{s.name}:{format_shape(s.dims)}" for s in r.input_shapes)
-    return {"input_shapes": shapes, "synthetic_inputs": r.input_source == "synthetic"}
+    return {"input_shapes": shapes_text((s.name, s.dims) for s in r.input_shapes),
+            "synthetic_inputs": r.input_source == "synthetic"}
 
 
 def _fidelity_columns(stats: dict, r) -> dict:
     """Host fidelity (the variant on ONNX Runtime here) beside device fidelity (the board's engine)."""
-    host = {k: stats.get(k, math.nan) for k in ("fidelity_cosine", "fidelity_snr_db", "top1_agreement")}
+    board = fidelity_summary([OutputFidelity(f.name, f.cosine, f.snr_db, f.max_abs_error, f.classifier,
+                                             f.top1_agreement, f.top5_agreement, f.samples) for f in r.fidelity])
+    host = {k: stats.get(k, math.nan) for k in _FIDELITY_COLUMNS}
+    device = {f"device_{k}": board.get(k, math.nan) for k in _FIDELITY_COLUMNS}
     host["fidelity_source"] = stats.get("fidelity_source", NOT_AVAILABLE)
-    device = {f"device_{k}": v for k, v in fidelity_summary(
-        [OutputFidelity(f.name, f.cosine, f.snr_db, f.max_abs_error, f.classifier, f.top1_agreement,
-                        f.top5_agreement, f.samples) for f in r.fidelity]).items()
-        if k in ("fidelity_cosine", "fidelity_snr_db", "top1_agreement")}
-    device = {k: device.get(k, math.nan) for k in ("device_fidelity_cosine", "device_fidelity_snr_db",
-                                                   "device_top1_agreement")}
     flag = "device below host" if device_below_host(host, device) else ""
     if r.fidelity_unavailable_reason:
         flag = f"not available on the device: {r.fidelity_unavailable_reason}"

@@ -22,6 +22,7 @@ import numpy as np
 
 from agent.backends.base import BackendOptions, BackendUnavailableError, BadInputError, TensorSpec
 from agent.engine_cache import EngineCache, EngineKey, artifact_sha256, collect_l4t_release, key_flags
+from agent.shapes import shapes_text
 
 NAME = "onnxruntime"
 CPU_EP = "CPUExecutionProvider"
@@ -119,7 +120,7 @@ def engine_key(ort_version: str, path: str, wanted: str, options: BackendOptions
     precision = options.precision if wanted == TENSORRT_EP else ""
     flags = {"execution_provider": wanted, "optimization": "all", "dla_core": options.dla_core}
     if wanted == TENSORRT_EP:  # its engines are built for one shape profile
-        flags["input_shapes"] = ";".join(f"{name}:{'x'.join(map(str, dims))}" for name, dims in options.input_shapes)
+        flags["input_shapes"] = shapes_text(options.input_shapes)
     return EngineKey(artifact_sha256=artifact_sha256(path), backend=NAME, precision=precision,
                      flags=key_flags(flags), runtime_version=ort_version, l4t_release=collect_l4t_release(),
                      cpu_model=collect_cpu_model())
@@ -231,7 +232,7 @@ def ep_options(wanted: str, options: BackendOptions, ep_cache_dir: str) -> dict[
         if ep_cache_dir:
             settings.update(trt_engine_cache_enable=True, trt_engine_cache_path=ep_cache_dir)
         if options.input_shapes:  # one profile at the job's shapes, as the tensorrt backend builds it
-            shapes = ",".join(f"{name}:{'x'.join(map(str, dims))}" for name, dims in options.input_shapes if dims)
+            shapes = shapes_text([(name, dims) for name, dims in options.input_shapes if dims], ",")
             settings.update(trt_profile_min_shapes=shapes, trt_profile_opt_shapes=shapes, trt_profile_max_shapes=shapes)
         return {name: str(value) for name, value in settings.items()}
     if wanted == OPENVINO_EP and ep_cache_dir:

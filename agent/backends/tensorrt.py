@@ -128,7 +128,7 @@ def engine_key(artifact_sha: str, plan: BuildPlan, trt_version: str, gpu_name: s
     """Everything a serialized engine depends on. CUDA graphs change how it runs, not what is built."""
     flags = {"dla_core": plan.dla_core, "sparsity": "SPARSE_WEIGHTS" in plan.builder_flags,
              "batch_size": plan.batch_size, "calibration_sha256": calibration_sha,
-             "input_shapes": ";".join(f"{name}:{'x'.join(map(str, dims))}" for name, dims in plan.input_shapes)}
+             "input_shapes": shapes.shapes_text(plan.input_shapes)}
     return EngineKey(artifact_sha256=artifact_sha, backend=NAME, precision=plan.precision, flags=key_flags(flags),
                      runtime_version=trt_version, gpu_name=gpu_name, compute_capability=compute_capability,
                      l4t_release=l4t_release)
