@@ -3,7 +3,9 @@
 Python 3.8+ and only grpcio, protobuf, numpy plus whichever runtime the board has:
 nothing here may import the controller side (controller/, compressors/, torch, pandas).
 """
-__version__ = "0.1.0"
+from edgefarm import __version__
+
+__all__ = ["PROTOCOL_VERSION", "__version__"]
 # edgefarm.v1.MINOR: a minor adds fields old agents would silently ignore (v1.1: input shapes,
 # input data and fidelity), so the controller refuses such jobs for an older agent.
 PROTOCOL_VERSION = "edgefarm.v1.1"

@@ -1,5 +1,5 @@
 import sys
 
-from agent.cli import main
+from edgefarm.agent.cli import main
 
 sys.exit(main())

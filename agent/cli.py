@@ -2,17 +2,21 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
+import logging
 import os
 import signal
 import sys
 import threading
 from pathlib import Path
 
-from agent import PROTOCOL_VERSION, __version__
-from agent.security import SecurityConfigError, load_tls_dir, load_token, server_credentials
-from agent.server import AgentService, make_server
-from agent.store import ArtifactStore
+from edgefarm.agent import PROTOCOL_VERSION, __version__
+from edgefarm.agent.security import SecurityConfigError, is_loopback, load_tls_dir, load_token, server_credentials
+from edgefarm.agent.server import AgentService, make_server
+from edgefarm.agent.store import ArtifactStore
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+JOURNAL_LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"   # journald stamps each line itself
 
 EXAMPLES = """examples:
   edgefarm-agent serve --host 127.0.0.1 --port 50051 --cache-dir ~/.cache/edgefarm-agent
@@ -40,21 +44,20 @@ def build_parser() -> argparse.ArgumentParser:
                        help="require the per-farm token on every call (the minimum off loopback without TLS)")
     serve.add_argument("--insecure-plaintext", action="store_true",
                        help="allow plaintext (token-protected) gRPC off loopback: trusted lab networks only")
+    serve.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, default="INFO",
+                       help="least severe log records written to stderr (default: INFO)")
     return parser
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def configure_logging(level: str) -> None:
+    """Log records to stderr; under systemd (JOURNAL_STREAM set) without a timestamp of our own."""
+    fmt = JOURNAL_LOG_FORMAT if os.environ.get("JOURNAL_STREAM") else LOG_FORMAT
+    logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
 
 
 def _plaintext_refusal(args: argparse.Namespace) -> str | None:
     """Off loopback: mutual TLS, or at the very least a token plus an explicit --insecure-plaintext."""
-    if _is_loopback(args.host) or args.tls_dir:
+    if is_loopback(args.host) or args.tls_dir:
         return None
     if args.token_file and args.insecure_plaintext:
         return None
@@ -64,6 +67,7 @@ def _plaintext_refusal(args: argparse.Namespace) -> str | None:
 
 
 def serve(args: argparse.Namespace) -> int:
+    configure_logging(args.log_level)
     refusal = _plaintext_refusal(args)
     if refusal:
         print(f"edgefarm-agent: {refusal}", file=sys.stderr)

@@ -6,11 +6,10 @@ import platform
 import socket
 from pathlib import Path
 
-from protos import agent_pb2 as pb
-
-from agent import PROTOCOL_VERSION, __version__
-from agent.backends import backend_names, get_backend
-from agent.sensors import available_sensors
+from edgefarm.agent import PROTOCOL_VERSION, __version__
+from edgefarm.agent.backends import backend_names, get_backend
+from edgefarm.agent.sensors import available_sensors
+from edgefarm.protos import agent_pb2 as pb
 
 
 def describe() -> pb.DeviceInfo:

@@ -16,13 +16,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator, Mapping, Tuple
 
+from edgefarm.agent.digest import sha256_file
+
 # Bump when the digest's input changes shape: old entries then simply stop matching.
 KEY_SCHEMA = "edgefarm-engine-key/1"
 _SUFFIXES = {"onnxruntime": ".onnx", "tensorrt": ".engine"}
 _SHA256_NAME = re.compile(r"^[0-9a-f]{64}$")
 # First line of /etc/nv_tegra_release, e.g. "# R35 (release), REVISION: 4.1, GCID: ..." = L4T R35.4.1.
 _L4T_RELEASE = re.compile(r"#\s*R(\d+)\s*\([^)]*\),\s*REVISION:\s*([\d.]+)")
-_HASH_CHUNK = 1 << 20
 
 Flags = Tuple[Tuple[str, str], ...]
 
@@ -123,11 +124,7 @@ def artifact_sha256(path: str) -> str:
     name = os.path.basename(path)
     if _SHA256_NAME.match(name):
         return name
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(_HASH_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return sha256_file(path)
 
 
 def parse_l4t_release(text: str) -> str:

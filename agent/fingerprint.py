@@ -12,9 +12,9 @@ import os
 import re
 from dataclasses import dataclass
 
-from agent.sensors.base import CommandRunner, find_executable, read_int, read_text, run_command
-from agent.sensors.pi_pmic import read_throttle_state
-from agent.sensors.thermal import read_temperatures
+from edgefarm.agent.sensors.base import CommandRunner, find_executable, read_int, read_text, run_command
+from edgefarm.agent.sensors.pi_pmic import read_throttle_state
+from edgefarm.agent.sensors.thermal import read_temperatures
 
 CPUFREQ = "sys/devices/system/cpu/cpu0/cpufreq"
 # x86 only: per-CPU counters of thermal throttling events since boot.

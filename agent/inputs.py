@@ -17,7 +17,7 @@ from typing import Dict, Mapping, Sequence, Tuple
 
 import numpy as np
 
-from agent.backends.base import BadInputError, TensorSpec
+from edgefarm.agent.backends.base import BadInputError, TensorSpec
 
 Feeds = Dict[str, np.ndarray]
 Shape = Tuple[int, ...]

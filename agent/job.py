@@ -9,19 +9,19 @@ from contextlib import contextmanager
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
-from protos import agent_pb2 as pb
 
-from agent import __version__
-from agent.backends import UnknownBackendError, get_backend
-from agent.backends.base import BackendOptions, BackendUnavailableError, BadInputError, Engine
-from agent.fidelity import compare_all
-from agent.fingerprint import collect_fingerprint
-from agent.inputs import Feeds, describe_inputs, load_feeds, load_fidelity_set, synthetic_feeds
-from agent.measure import Measurement, MeasurePolicy, WarmupPolicy, measure, measure_streams, warm_up
-from agent.pb import failure_event, fidelity_to_pb, fingerprint_to_pb, power_to_pb, progress_event, stats_to_pb
-from agent.sensors import probe
-from agent.sensors.monitor import PowerMonitor, PowerSummary
-from agent.shapes import Shape, run_shape
+from edgefarm.agent import __version__
+from edgefarm.agent.backends import UnknownBackendError, get_backend
+from edgefarm.agent.backends.base import BackendOptions, BackendUnavailableError, BadInputError, Engine
+from edgefarm.agent.fidelity import compare_all, top1_hits
+from edgefarm.agent.fingerprint import collect_fingerprint
+from edgefarm.agent.inputs import Feeds, describe_inputs, load_feeds, load_fidelity_set, synthetic_feeds
+from edgefarm.agent.measure import Measurement, MeasurePolicy, WarmupPolicy, measure, measure_streams, warm_up
+from edgefarm.agent.pb import failure_event, fidelity_to_pb, fingerprint_to_pb, power_to_pb, progress_event, stats_to_pb
+from edgefarm.agent.sensors import probe
+from edgefarm.agent.sensors.monitor import PowerMonitor, PowerSummary
+from edgefarm.agent.shapes import Shape, run_shape
+from edgefarm.protos import agent_pb2 as pb
 
 Emit = Callable[[pb.BenchmarkEvent], None]
 IDLE_BASELINE_SECONDS = 0.5
@@ -219,7 +219,7 @@ def top1_on_device(engine: Engine, eval_path: str) -> float:
         if len(chunk) < batch and spec.shape and spec.shape[0] > 0:
             chunk = np.concatenate([chunk, np.zeros((batch - len(chunk),) + chunk.shape[1:], chunk.dtype)])
         logits = engine.run({spec.name: chunk})[0][: len(y[i:i + batch])]
-        correct += int((np.argmax(logits, axis=-1) == y[i:i + batch]).sum())
+        correct += top1_hits(logits, y[i:i + batch])
     return correct / max(len(y), 1)
 
 

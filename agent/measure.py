@@ -10,10 +10,13 @@ from typing import Callable, Dict, Sequence
 
 import numpy as np
 
-from agent.backends.base import Engine
+from edgefarm.agent.backends.base import Engine
 
 ProgressFn = Callable[[str, float], None]
 Feeds = Dict[str, np.ndarray]
+# A reading in ns. Every loop binds it to a local, so the default costs what calling
+# time.perf_counter_ns directly costs; tests pass a fake that ticks exactly.
+Clock = Callable[[], int]
 _PROGRESS_EVERY_NS = 500_000_000
 
 
@@ -39,8 +42,9 @@ class Measurement:
     warmup_iterations: int
 
 
-def warm_up(engine: Engine, samples: Sequence[Feeds], policy: WarmupPolicy) -> int:
-    clock, run, next_feeds = time.perf_counter_ns, engine.run, itertools.cycle(samples).__next__
+def warm_up(engine: Engine, samples: Sequence[Feeds], policy: WarmupPolicy,
+            clock: Clock = time.perf_counter_ns) -> int:
+    run, next_feeds = engine.run, itertools.cycle(samples).__next__
     end = clock() + int(policy.min_seconds * 1e9)
     n = 0
     while n < policy.min_iterations or clock() < end:
@@ -50,11 +54,11 @@ def warm_up(engine: Engine, samples: Sequence[Feeds], policy: WarmupPolicy) -> i
 
 
 def measure(engine: Engine, samples: Sequence[Feeds], policy: MeasurePolicy,
-            progress: ProgressFn | None = None) -> Measurement:
+            progress: ProgressFn | None = None, clock: Clock = time.perf_counter_ns) -> Measurement:
     """Time one engine on the given feeds, cycling through them (one feed: the same one every time)."""
     if engine.compute_separable:
-        return _measure_separable(engine, samples, policy, progress)
-    clock, run, next_feeds = time.perf_counter_ns, engine.run, itertools.cycle(samples).__next__
+        return _measure_separable(engine, samples, policy, progress, clock)
+    run, next_feeds = engine.run, itertools.cycle(samples).__next__
     times: list[int] = []
     stop = _StopRule(policy, clock(), progress)
     while True:
@@ -69,8 +73,8 @@ def measure(engine: Engine, samples: Sequence[Feeds], policy: MeasurePolicy,
 
 
 def _measure_separable(engine: Engine, samples: Sequence[Feeds], policy: MeasurePolicy,
-                       progress: ProgressFn | None) -> Measurement:
-    clock, next_feeds = time.perf_counter_ns, itertools.cycle(samples).__next__
+                       progress: ProgressFn | None, clock: Clock) -> Measurement:
+    next_feeds = itertools.cycle(samples).__next__
     host: list[int] = []
     compute: list[int] = []
     stop = _StopRule(policy, clock(), progress)
@@ -105,10 +109,9 @@ class _StopRule:
 
 
 def measure_streams(engines: Sequence[Engine], samples: Sequence[Feeds], policy: MeasurePolicy,
-                    progress: ProgressFn | None = None) -> Measurement:
+                    progress: ProgressFn | None = None, clock: Clock = time.perf_counter_ns) -> Measurement:
     """Throughput mode: one thread per engine, all running at once, until the shared stop
     rule is met. Latencies are per request under that load; FPS counts every stream."""
-    clock = time.perf_counter_ns
     per_stream: list[list[int]] = [[] for _ in engines]
     stop = _StopRule(policy, clock(), progress)
     done = threading.Event()

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from protos import agent_pb2 as pb
-
-from agent.fidelity import OutputFidelity
-from agent.fingerprint import EnvironmentFingerprint, throttled_between
-from agent.sensors.monitor import PowerSummary
-from agent.stats import LatencyStats
+from edgefarm.agent.fidelity import OutputFidelity
+from edgefarm.agent.fingerprint import EnvironmentFingerprint, throttled_between
+from edgefarm.agent.sensors.monitor import PowerSummary
+from edgefarm.agent.stats import LatencyStats
+from edgefarm.protos import agent_pb2 as pb
 
 
 def stats_to_pb(samples_ns: Sequence[int]) -> pb.LatencyStats:

@@ -3,6 +3,7 @@ token as the minimum fallback. Plaintext without either is for loopback only."""
 from __future__ import annotations
 
 import hmac
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,14 @@ TOKEN_METADATA = "x-edgefarm-token"
 
 class SecurityConfigError(Exception):
     pass
+
+
+def is_loopback(host: str) -> bool:
+    """The one loopback rule (agent, controller and provisioning): plaintext is allowed only here."""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)

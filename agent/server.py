@@ -1,6 +1,7 @@
 """The agent's gRPC service: the only agent module that speaks gRPC."""
 from __future__ import annotations
 
+import logging
 import shutil
 import threading
 import time
@@ -9,16 +10,17 @@ from concurrent import futures
 from typing import Iterator
 
 import grpc
-from protos import agent_pb2 as pb
-from protos import agent_pb2_grpc as pb_grpc
 
-from agent import __version__
-from agent.describe import describe
-from agent.pb import failure_event
-from agent.security import TokenInterceptor
-from agent.store import ArtifactCorruptError, ArtifactError, ArtifactStore, StoreFullError, validate_sha256
-from agent.worker import run_in_worker
+from edgefarm.agent import __version__
+from edgefarm.agent.describe import describe
+from edgefarm.agent.pb import failure_event
+from edgefarm.agent.security import TokenInterceptor
+from edgefarm.agent.store import ArtifactCorruptError, ArtifactError, ArtifactStore, StoreFullError, validate_sha256
+from edgefarm.agent.worker import run_in_worker
+from edgefarm.protos import agent_pb2 as pb
+from edgefarm.protos import agent_pb2_grpc as pb_grpc
 
+log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT_SECONDS = 600.0
 # Refusals that are no fault of the artifact: the controller retries them on another board.
 _UPLOAD_REFUSALS = {ArtifactCorruptError: grpc.StatusCode.DATA_LOSS, StoreFullError: grpc.StatusCode.RESOURCE_EXHAUSTED}
@@ -50,18 +52,24 @@ class AgentService(pb_grpc.AgentServicer):
     def UploadArtifact(self, request_iterator: Iterator[pb.ArtifactChunk], context) -> pb.ArtifactRef:
         first = next(request_iterator, None)
         if first is None:
+            log.warning("refused an empty upload")
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "empty upload: the first chunk must carry sha256")
         try:
             return self._receive(first, request_iterator)
         except ArtifactError as exc:
-            context.abort(_UPLOAD_REFUSALS.get(type(exc), grpc.StatusCode.INVALID_ARGUMENT), str(exc))
+            code = _UPLOAD_REFUSALS.get(type(exc), grpc.StatusCode.INVALID_ARGUMENT)
+            # %r: the name is the client's, not yet validated
+            log.warning("refused upload of artifact %r (%s): %s", first.sha256[:12], code.name, exc)
+            context.abort(code, str(exc))
 
     def _receive(self, first: pb.ArtifactChunk, rest: Iterator[pb.ArtifactChunk]) -> pb.ArtifactRef:
         sha = validate_sha256(first.sha256)
         if self.store.has(sha):
             for _ in rest:  # drain: the client may already be streaming
                 pass
-            return pb.ArtifactRef(sha256=sha, size=self.store.touch(sha).stat().st_size, already_present=True)
+            size = self.store.touch(sha).stat().st_size
+            log.info("artifact %s already present (%d bytes)", sha[:12], size)
+            return pb.ArtifactRef(sha256=sha, size=size, already_present=True)
         writer = self.store.writer(sha, first.total_size)
         try:
             writer.write(first.data)
@@ -75,6 +83,7 @@ class AgentService(pb_grpc.AgentServicer):
         except BaseException:
             writer.abort()
             raise
+        log.info("stored artifact %s (%d bytes)", sha[:12], writer.received)
         return pb.ArtifactRef(sha256=sha, size=writer.received, bytes_received=writer.received)
 
     def Benchmark(self, request: pb.BenchmarkSpec, context) -> Iterator[pb.BenchmarkEvent]:
@@ -82,6 +91,8 @@ class AgentService(pb_grpc.AgentServicer):
                   request.fidelity_artifact_sha256)
         missing = [s for s in wanted if s and not self.store.has(s)]
         if missing:
+            log.warning("refused job %s: artifact(s) %s not on this agent", request.job_id or "(no id)",
+                        ", ".join(s[:12] for s in missing))
             yield failure_event(pb.Failure.BAD_INPUT, f"artifact(s) not on this agent: {', '.join(missing)}; "
                                                       "upload them first")
             return
@@ -91,6 +102,7 @@ class AgentService(pb_grpc.AgentServicer):
     def _run_job(self, spec: pb.BenchmarkSpec) -> Iterator[pb.BenchmarkEvent]:
         spec.job_id = spec.job_id or uuid.uuid4().hex
         model = str(self.store.touch(spec.artifact_sha256))
+        log.info("job %s: %s on artifact %s", spec.job_id, spec.backend, spec.artifact_sha256[:12])
         eval_path = self._path(spec.eval_artifact_sha256) or None
         for event in run_in_worker(spec, model, eval_path, spec.timeout_seconds or DEFAULT_TIMEOUT_SECONDS,
                                    engine_cache_dir=str(self.engine_cache_dir),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Sequence, Tuple
 
-from agent.backends.base import BadInputError
+from edgefarm.agent.backends.base import BadInputError
 
 Shape = Tuple[int, ...]
 

@@ -12,6 +12,7 @@ artifacts are left to evict, the upload is refused (store full) rather than losi
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import tempfile
@@ -19,6 +20,7 @@ import time
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable
 
+log = logging.getLogger(__name__)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 PIN_SECONDS = 3600.0  # longer than any run spends between uploading its variants and measuring them
 
@@ -108,8 +110,11 @@ class ArtifactStore:
         evictable = sorted((p for p in artifacts if not self._is_pinned(p.name)), key=lambda p: p.stat().st_mtime)
         while evictable and used + incoming > self.max_bytes:
             oldest = evictable.pop(0)
-            used -= oldest.stat().st_size
+            size = oldest.stat().st_size
+            used -= size
             oldest.unlink()
+            log.info("evicted artifact %s (%d bytes, least recently used) for %d incoming bytes",
+                     oldest.name[:12], size, incoming)
             self._pinned_until.pop(oldest.name, None)
         if used + incoming > self.max_bytes:
             raise StoreFullError(f"no room for {incoming} bytes: this agent's {self.max_bytes}-byte store holds "

@@ -7,6 +7,7 @@ not stdout, because runtimes print to stdout at will.
 """
 from __future__ import annotations
 
+import logging
 import os
 import select
 import signal
@@ -16,15 +17,15 @@ import sys
 import time
 from typing import Iterator, Sequence
 
-from protos import agent_pb2 as pb
+from edgefarm.agent.pb import failure_event
+from edgefarm.protos import agent_pb2 as pb
 
-from agent.pb import failure_event
-
+log = logging.getLogger(__name__)
 _LEN = struct.Struct("<I")
 _KILL_GRACE_SECONDS = 2.0
 
 
-WORKER_COMMAND = (sys.executable, "-m", "agent.worker")
+WORKER_COMMAND = (sys.executable, "-m", "edgefarm.agent.worker")
 
 
 def run_in_worker(spec: pb.BenchmarkSpec, artifact_path: str, eval_path: str | None, timeout_s: float,
@@ -44,11 +45,26 @@ def run_in_worker(spec: pb.BenchmarkSpec, artifact_path: str, eval_path: str | N
     child.stdin.close()
     try:
         with os.fdopen(read_fd, "rb", buffering=0) as events:
-            yield from _relay(child, events, time.monotonic() + timeout_s, timeout_s)
+            for event in _relay(child, events, time.monotonic() + timeout_s, timeout_s):
+                _log_outcome(spec.job_id, child.pid, event)
+                yield event
     finally:
         if child.poll() is None:  # the caller went away mid-job (client cancelled)
+            log.warning("job %s: caller went away; killing worker pid %d", spec.job_id, child.pid)
             _kill(child)
         child.stderr.close()
+
+
+def _log_outcome(job_id: str, pid: int, event: pb.BenchmarkEvent) -> None:
+    """One record per job: its result, or why it failed (a refusal, a crash, a timeout)."""
+    kind, failure = event.WhichOneof("event"), event.failure
+    if kind == "result":
+        log.info("job %s: %d samples, p50 %.3f ms", job_id, event.result.latency.count, event.result.latency.p50_ms)
+    elif kind == "failure" and failure.kind == pb.Failure.BAD_INPUT:
+        log.warning("job %s refused: %s", job_id, failure.message)
+    elif kind == "failure":  # a crash or a timeout
+        log.warning("job %s failed (%s, worker pid %d): %s", job_id, pb.Failure.Kind.Name(failure.kind), pid,
+                    failure.message)
 
 
 def _relay(child: subprocess.Popen, events, deadline: float, timeout_s: float) -> Iterator[pb.BenchmarkEvent]:
@@ -142,7 +158,7 @@ def _kill(child: subprocess.Popen) -> None:
 
 def _child_main(argv: list[str]) -> int:
     """Entry point inside the worker process."""
-    from agent.job import Job  # heavy imports only in the child
+    from edgefarm.agent.job import Job  # heavy imports only in the child
 
     out = os.fdopen(int(argv[0]), "wb", buffering=0)
 

@@ -16,7 +16,7 @@ RESULTS = Path(__file__).resolve().parent / "out" / "results.json"
 def p1_onnxruntime(cache: Path) -> list[Figure]:
     from benchmarks.harness_overhead import overhead_figure
     from benchmarks.models import mlp_1ms
-    from compressors.models import get_model
+    from edgefarm.compressors.models import get_model
 
     mlp = mlp_1ms(cache / "mlp-1ms.onnx")
     digits = get_model("digits-cnn", cache).onnx_path

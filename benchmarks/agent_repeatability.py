@@ -8,9 +8,12 @@ from pathlib import Path
 
 from benchmarks.figures import Figure
 from benchmarks.harness_overhead import agent_median_ms, local_client
-from controller.client import AgentClient, sha256_file
-from controller.pipeline import MeasureSettings, RunPlan, Target, build_spec
-from controller.store import JobRecord
+from edgefarm.agent.digest import sha256_file
+from edgefarm.controller.agents.client import AgentClient
+from edgefarm.controller.agents.records import BenchmarkResult
+from edgefarm.controller.config.inventory import BackendSettings
+from edgefarm.controller.planning.run_plan import MeasureSettings, build_spec
+from edgefarm.controller.results.store import JobRecord
 
 REPEATS = 10
 
@@ -42,9 +45,8 @@ def _ship_and_run(client: AgentClient, path: Path):
     sha = sha256_file(path)
     client.ensure_uploaded(path, sha)
     job = JobRecord("p3", "bench", path.stem, "fp32", "local", "onnxruntime", sha)
-    plan = RunPlan(str(path), ("fp32",), Target("local", None), Path("."),
-                   MeasureSettings(warmup_seconds=0.05, min_seconds=0.2))
-    final = list(client.benchmark(build_spec(job, plan, eval_sha="")))[-1]
-    if not final.HasField("result"):
-        raise RuntimeError(f"agent failed: {final.failure.message}")
+    measure = MeasureSettings(warmup_seconds=0.05, min_seconds=0.2)
+    final = list(client.benchmark(build_spec(job, measure, BackendSettings("onnxruntime"), eval_sha="")))[-1]
+    if not isinstance(final, BenchmarkResult):
+        raise RuntimeError(f"agent failed: {final.message}")
     return client.health()

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from benchmarks.figures import Figure
 from benchmarks.harness_overhead import THREADS, agent_median_ms, interleaved, local_client
-from compressors.errors import CompressorError
-from compressors.models import get_model
-from compressors.recipes import Variant, compress
+from edgefarm.compressors.errors import CompressorError
+from edgefarm.compressors.models import get_model
+from edgefarm.compressors.recipes import Variant, compress
 
 MODEL = "mobilenet-v2"
 FULL_MODEL = "mobilenet-v2-w1"

@@ -15,7 +15,7 @@ PHASES = ("train", "compress", "upload", "measure", "report")
 
 def run_demo(cache_dir: Path, workdir: Path) -> tuple[float, dict[str, float]]:
     timings = workdir / "timings.json"
-    cmd = [sys.executable, "-m", "controller", "demo", "--out", str(workdir / "out"), "--db",
+    cmd = [sys.executable, "-m", "edgefarm.controller", "demo", "--out", str(workdir / "out"), "--db",
            str(workdir / "results.sqlite"), "--cache-dir", str(cache_dir), "--timings-json", str(timings)]
     start = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -16,14 +16,15 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from agent.backends import onnxruntime as ort_backend
-from agent.backends.base import BackendOptions
-from agent.inputs import load_feeds, synthetic_feeds
-from agent.shapes import run_shape
 from benchmarks.figures import Figure
-from controller.client import AgentClient, sha256_file
-from controller.local_agent import LocalAgent
-from protos import agent_pb2 as pb
+from edgefarm.agent.backends import onnxruntime as ort_backend
+from edgefarm.agent.backends.base import BackendOptions
+from edgefarm.agent.digest import sha256_file
+from edgefarm.agent.inputs import load_feeds, synthetic_feeds
+from edgefarm.agent.shapes import run_shape
+from edgefarm.controller.agents.client import AgentClient
+from edgefarm.controller.agents.local_agent import LocalAgent
+from edgefarm.controller.agents.records import BenchmarkResult, JobSpec
 
 THREADS = 1
 WARMUP_S, MEASURE_S, ROUNDS = 0.5, 2.0, 4
@@ -72,15 +73,14 @@ def local_client(cache_dir: Path) -> Iterator[AgentClient]:
 
 def agent_median_ms(client: AgentClient, sha: str, backend: str = "onnxruntime", shapes: Shapes | None = None,
                     inputs_sha: str = "") -> float:
-    spec = pb.BenchmarkSpec(artifact_sha256=sha, backend=backend, threads=THREADS, batch_size=1,
-                            warmup=pb.WarmupPolicy(min_iterations=10, min_seconds=WARMUP_S),
-                            measure=pb.MeasurePolicy(min_iterations=10, min_seconds=MEASURE_S),
-                            inputs_artifact_sha256=inputs_sha)
-    spec.input_shapes.extend(pb.InputShape(name=name, dims=list(dims)) for name, dims in (shapes or {}).items())
+    spec = JobSpec(job_id="", artifact_sha256=sha, backend=backend, threads=THREADS, batch_size=1,
+                   warmup_iterations=10, warmup_seconds=WARMUP_S, min_iterations=10, min_seconds=MEASURE_S,
+                   inputs_artifact_sha256=inputs_sha,
+                   input_shapes=tuple((name, tuple(dims)) for name, dims in (shapes or {}).items()))
     final = list(client.benchmark(spec))[-1]
-    if not final.HasField("result"):
-        raise RuntimeError(f"agent failed: {final.failure.message}")
-    return final.result.latency.p50_ms
+    if not isinstance(final, BenchmarkResult):
+        raise RuntimeError(f"agent failed: {final.message}")
+    return final.latency.p50_ms
 
 
 def interleaved(bare: Callable[[], float], agent: Callable[[], float]) -> tuple[list[float], list[float]]:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.backends.litert import _require_runtime
 from benchmarks.figures import Figure
 from benchmarks.harness_overhead import MEASURE_S, THREADS, WARMUP_S, agent_median_ms, interleaved, local_client
-from controller.client import sha256_file
+from edgefarm.agent.backends.litert import _require_runtime
+from edgefarm.agent.digest import sha256_file
 
 
 def bare_invoke_median_ms(path: Path, shape: tuple[int, ...] | None = None) -> float:

@@ -17,9 +17,11 @@ import numpy as np
 
 from benchmarks.figures import Figure
 from benchmarks.models import mlp_model
-from controller.client import AgentClient, sha256_file
-from controller.local_agent import LocalAgent
-from controller.regression import (
+from edgefarm.agent.digest import sha256_file
+from edgefarm.controller.agents.client import AgentClient
+from edgefarm.controller.agents.local_agent import LocalAgent
+from edgefarm.controller.agents.records import BenchmarkResult, JobSpec
+from edgefarm.controller.nightly.regression import (
     BenchmarkKey,
     Outcome,
     RegressionPolicy,
@@ -30,7 +32,6 @@ from controller.regression import (
     confirm,
     sample_of,
 )
-from protos import agent_pb2 as pb
 
 RUNS = 20
 WARMUP_S, MEASURE_S = 0.1, 0.5
@@ -51,13 +52,12 @@ def measure_runs(count: int = RUNS) -> list[Sample]:
 
 
 def _measure_once(client: AgentClient, sha: str) -> Sample:
-    spec = pb.BenchmarkSpec(artifact_sha256=sha, backend="onnxruntime", threads=1, batch_size=1,
-                            warmup=pb.WarmupPolicy(min_iterations=10, min_seconds=WARMUP_S),
-                            measure=pb.MeasurePolicy(min_iterations=100, min_seconds=MEASURE_S))
+    spec = JobSpec(job_id="", artifact_sha256=sha, backend="onnxruntime", threads=1, batch_size=1,
+                   warmup_iterations=10, warmup_seconds=WARMUP_S, min_iterations=100, min_seconds=MEASURE_S)
     final = list(client.benchmark(spec))[-1]
-    if not final.HasField("result"):
-        raise RuntimeError(f"agent failed: {final.failure.message}")
-    return sample_of(KEY, final.result)
+    if not isinstance(final, BenchmarkResult):
+        raise RuntimeError(f"agent failed: {final.message}")
+    return sample_of(KEY, final)
 
 
 def slowed(run: Sample, factor: float = SLOWDOWN) -> Sample:

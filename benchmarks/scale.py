@@ -30,21 +30,21 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
-from unittest import mock
 
-from agent.backends.simulated import PROVIDER, write_artifact
 from benchmarks.figures import Figure
-from controller import farm
-from controller.client import AgentClient, AsyncAgentClient, sha256_file
-from controller.console import RunConsole
-from controller.farm import FarmJob, FarmOutcome, FarmRunner, RetryPolicy
-from controller.inventory import Device
-from controller.leases import open_lease_manager, sqlite_url
-from controller.local_agent import LocalAgent
-from controller.pipeline import MeasureSettings
-from controller.scheduler import PlannedJob
-from controller.store import JobRecord, ResultStore, StoredResult, VariantRecord
-from protos import agent_pb2 as pb
+from edgefarm.agent.backends.simulated import PROVIDER, write_artifact
+from edgefarm.agent.digest import sha256_file
+from edgefarm.controller.agents.client import AgentClient, AsyncAgentClient
+from edgefarm.controller.agents.local_agent import LocalAgent
+from edgefarm.controller.agents.records import DeviceInfo, JobSpec, Progress
+from edgefarm.controller.agents.wire import Event
+from edgefarm.controller.config.inventory import Device
+from edgefarm.controller.console import RunConsole
+from edgefarm.controller.execution.farm import FarmJob, FarmOutcome, FarmRunner, RetryPolicy, RunnerSeams
+from edgefarm.controller.leases import open_lease_manager, sqlite_url
+from edgefarm.controller.planning.run_plan import MeasureSettings
+from edgefarm.controller.planning.scheduler import PlannedJob
+from edgefarm.controller.results.store import JobRecord, ResultStore, StoredResult, VariantRecord
 
 AGENTS = 100
 JOBS_PER_AGENT = 2
@@ -189,7 +189,8 @@ def plan_jobs(store: ResultStore, artifact: Path, names: list[str]) -> tuple[str
         store.add_variant(run_id, VariantRecord(model, "simulated", {}, sha, artifact.stat().st_size, None, 0.0))
         record = JobRecord(uuid.uuid4().hex, run_id, model, "simulated", POOL, "", sha)
         store.add_job(record, target=POOL)
-        jobs.append(FarmJob(PlannedJob(model, "simulated", POOL, tuple(names)), record, artifact, None, ""))
+        jobs.append(FarmJob(PlannedJob(model, "simulated", POOL, tuple(names), artifact.suffix), record, artifact,
+                            None, ""))
     return run_id, jobs
 
 
@@ -197,13 +198,12 @@ def run_farm(store: ResultStore, cache_dir: Path, devices: dict[str, Device],
              jobs: list[FarmJob]) -> tuple[CallLog, float, FarmOutcome]:
     log = CallLog()
     leases = open_lease_manager(sqlite_url(cache_dir / "p6-leases.sqlite"))
+    # Only a timing probe is swapped in: the runner builds its clients through its seams.
     runner = FarmRunner(store, leases, devices, MEASURE, RunConsole(quiet=True), owner="benchmark-p6",
-                        policy=RetryPolicy())
+                        policy=RetryPolicy(), seams=RunnerSeams(client=timed_client_class(log)))
     try:
-        # Only a timing probe is swapped in: the runner builds its clients by this module-level name.
-        with mock.patch.object(farm, "AsyncAgentClient", timed_client_class(log)):
-            wall_start = time.perf_counter()
-            outcome = asyncio.run(runner.run(jobs))
+        wall_start = time.perf_counter()
+        outcome = asyncio.run(runner.run(jobs))
     finally:
         leases.close()
     return log, wall_start, outcome
@@ -211,7 +211,7 @@ def run_farm(store: ResultStore, cache_dir: Path, devices: dict[str, Device],
 
 def timed_client_class(log: CallLog) -> type[AsyncAgentClient]:
     class TimedAgentClient(AsyncAgentClient):
-        async def connect(self) -> pb.DeviceInfo:
+        async def connect(self) -> DeviceInfo:
             start = time.perf_counter()
             try:
                 return await super().connect()
@@ -225,10 +225,10 @@ def timed_client_class(log: CallLog) -> type[AsyncAgentClient]:
             finally:
                 log.add(self.name, "upload", start)
 
-        async def benchmark(self, spec: pb.BenchmarkSpec) -> AsyncIterator[pb.BenchmarkEvent]:
+        async def benchmark(self, spec: JobSpec) -> AsyncIterator[Event]:
             start = time.perf_counter()
             async for event in super().benchmark(spec):
-                if event.WhichOneof("event") != "progress":  # the runner stops reading at this one
+                if not isinstance(event, Progress):  # the runner stops reading at this one
                     log.add(self.name, "benchmark", start)
                 yield event
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from benchmarks.figures import Figure
 from benchmarks.harness_overhead import local_client
-from controller.client import CHUNK_BYTES, AgentClient, sha256_file
+from edgefarm.agent.digest import sha256_file
+from edgefarm.controller.agents.client import CHUNK_BYTES, AgentClient
 
 ARTIFACT_MIB = 96
 ROUNDS = 5

@@ -6,7 +6,7 @@ through a ProgressFn, failures through the CompressorError subclasses.
 """
 from __future__ import annotations
 
-from compressors.errors import (
+from edgefarm.compressors.errors import (
     BadModelError,
     CalibrationDataError,
     CompressorError,
@@ -15,9 +15,9 @@ from compressors.errors import (
     UnknownModelError,
     UnknownRecipeError,
 )
-from compressors.models import ModelBundle, bundle_from_file, get_model, model_names
-from compressors.progress import ProgressFn
-from compressors.recipes import Variant, compress, recipe_names
+from edgefarm.compressors.models import ModelBundle, bundle_from_file, get_model, model_names
+from edgefarm.compressors.progress import ProgressFn
+from edgefarm.compressors.recipes import Variant, compress, recipe_names
 
 __all__ = [
     "BadModelError", "CalibrationDataError", "CompressorError", "EvalDataError", "ModelBundle", "ProgressFn",

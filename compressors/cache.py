@@ -7,7 +7,6 @@ half-written entry that a later run would mistake for a finished one.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -43,15 +42,6 @@ def _publish(staging: Path, final: Path) -> None:
     except OSError:
         if not final.is_dir():
             raise
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks so large models need little memory."""
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def is_current_model(model_dir: Path, cache_format: int, files: Iterable[str]) -> bool:

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import numpy as np
 
-from compressors.errors import CalibrationDataError
-from compressors.npz_data import fixed_batch_size, load_inputs, model_inputs
-from compressors.progress import ProgressFn, report
+from edgefarm.compressors.errors import CalibrationDataError
+from edgefarm.compressors.npz_data import fixed_batch_size, load_inputs, model_inputs
+from edgefarm.compressors.progress import ProgressFn, report
 
 CALIBRATION_BATCH = 32  # large enough to keep calibration quick; min/max and histograms do not depend on it
 

@@ -19,28 +19,28 @@ Bare values fill a step's parameters in their documented order; `name=value` nam
 Everything is checked on load: an unknown step or parameter, a value of the wrong type or
 out of range, or steps in an order that cannot work is a ChainError whose one-line message
 starts with the file and line (and column, inside a one-line chain) and lists the valid
-choices. The PyTorch steps and their parameters are in compressors.torch_steps; the
+choices. The PyTorch steps and their parameters are in edgefarm.compressors.torch_steps; the
 ONNX-level steps are the single-step recipes (fp32, fp16, int8-dynamic, int8-static, ...).
+
+This module only reads and checks chains; edgefarm.compressors.chain_runner runs them.
 """
 from __future__ import annotations
 
 import re
-import shutil
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from compressors.errors import CompressorError
-from compressors.torch_steps import TORCH_STEPS, Param, ParamValue
+from edgefarm.compressors.errors import CompressorError
+from edgefarm.compressors.torch_steps import TORCH_STEPS, Param, ParamValue
 
 if TYPE_CHECKING:
     import yaml
 
-    from compressors.recipes import Recipe, RecipeJob, RecipeOutcome
+    from edgefarm.compressors.types import Recipe
 
-# The built-in chains, registered in compressors.recipes.RECIPES under these names.
+# The built-in chains, registered in edgefarm.compressors.recipes.RECIPES under these names.
 NAMED_CHAINS: dict[str, str] = {
     "unstructured50-ft": "unstructured-prune(0.5) -> finetune",
     "sparse24-ft": "sparse24 -> finetune",
@@ -469,48 +469,3 @@ def _yaml_value(step: str, key: str, node: yaml.Node, where: _Where) -> ParamVal
     if kind == "bool":
         raise where.error(f"step {step}: {key}={node.value} must be a number or a word, not a boolean")
     return node.value
-
-
-# --- running a chain ---------------------------------------------------------------------------
-
-def run_chain(chain: Chain, onnx_step: Recipe | None, job: RecipeJob) -> RecipeOutcome:
-    """Run `chain` on `job.bundle` into `job.out`: the torch steps as cached stages, then the ONNX step."""
-    from compressors.recipes import RecipeOutcome
-    from compressors.torch_steps.stages import run_torch_steps
-
-    if onnx_step is not None and onnx_step.uses_calibration:
-        _check_calibration_data(chain, job)  # bad data should fail before any training
-    torch_steps = [(step.name, step.params) for step in chain.torch_steps]
-    stages = run_torch_steps(job.bundle, torch_steps, job.cache_dir or job.work_dir, job.progress)
-    final = stages[-1].bundle if stages else job.bundle
-    records = [_stage_record(stage.record) for stage in stages]
-    if onnx_step is None:
-        shutil.copyfile(final.onnx_path, job.out)
-    else:
-        records.append(_run_onnx_step(chain.onnx_step, onnx_step, replace(job, bundle=final)))
-    return RecipeOutcome(_before_and_after(stages), tuple(records))
-
-
-def _check_calibration_data(chain: Chain, job: RecipeJob) -> None:
-    from compressors.calibration import calibration_reader
-
-    calibration_reader(job.bundle.onnx_path, job.bundle.calib_npz, chain.onnx_step.name)
-
-
-def _stage_record(record: Mapping[str, Any]) -> dict[str, Any]:
-    keys = ("step", "params", "duration_s", "accuracy")
-    return {key: record[key] for key in keys} | {"stats": record["stats_after"]}
-
-
-def _run_onnx_step(step: ChainStep, recipe: Recipe, job: RecipeJob) -> dict[str, Any]:
-    started = time.perf_counter()
-    recipe.run(replace(job, params=dict(step.params)))
-    return {"step": step.name, "params": dict(step.params), "duration_s": round(time.perf_counter() - started, 6)}
-
-
-def _before_and_after(stages: list[Any]) -> dict[str, float]:
-    """The model's statistics before the first torch step and after the last, e.g. params_before/params_after."""
-    if not stages:
-        return {}
-    before, after = stages[0].record["stats_before"], stages[-1].record["stats_after"]
-    return {f"{key}_before": before[key] for key in before} | {f"{key}_after": after[key] for key in after}

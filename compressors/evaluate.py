@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from compressors.errors import EvalDataError
-from compressors.npz_data import fixed_batch_size, load_inputs, load_labels, model_inputs
+from edgefarm.agent.fidelity import top1_hits
+from edgefarm.compressors.errors import EvalDataError
+from edgefarm.compressors.npz_data import fixed_batch_size, load_inputs, load_labels, model_inputs
 
 EVAL_BATCH = 256
 
@@ -23,7 +24,7 @@ def top1_accuracy(onnx_path: Path, eval_npz: Path) -> float:
     import onnxruntime
 
     if Path(onnx_path).suffix == ".tflite":  # a LiteRT variant (tflite-int8) is scored with LiteRT
-        from compressors.tflite_export import tflite_top1_accuracy
+        from edgefarm.compressors.tflite_export import tflite_top1_accuracy
 
         return tflite_top1_accuracy(onnx_path, eval_npz)
 
@@ -32,16 +33,11 @@ def top1_accuracy(onnx_path: Path, eval_npz: Path) -> float:
     inputs = load_inputs(eval_npz, specs, EvalDataError, context)
     labels = load_labels(eval_npz, len(next(iter(inputs.values()))), context)
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    predicted = _predict_classes(session, inputs, fixed_batch_size(specs))
-    if len(predicted) == 0:
+    scores = _first_outputs(session, inputs, fixed_batch_size(specs))
+    if len(scores) == 0:
         raise EvalDataError(f"{context}: {eval_npz} has fewer samples than the model's fixed batch size")
     # A model with a fixed batch size cannot take a short last batch; those samples are left out.
-    return float((predicted == labels[: len(predicted)]).mean())
-
-
-def _predict_classes(session: Any, inputs: dict[str, np.ndarray], fixed_batch: int | None) -> np.ndarray:
-    outputs = _first_outputs(session, inputs, fixed_batch)
-    return outputs.argmax(axis=1) if len(outputs) else np.empty(0, dtype=np.int64)
+    return top1_hits(scores, labels[: len(scores)]) / len(scores)
 
 
 def _first_outputs(session: Any, inputs: dict[str, np.ndarray], fixed_batch: int | None) -> np.ndarray:

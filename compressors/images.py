@@ -1,7 +1,7 @@
 """A folder of images as calibration or evaluation data: decoded, preprocessed and saved as an .npz.
 
 The .npz holds `x` (float32, samples stacked on axis 0) and, when the folder has class
-subfolders, int64 labels `y`: the same format `compressors.npz_data` reads, so the rest
+subfolders, int64 labels `y`: the same format `edgefarm.compressors.npz_data` reads, so the rest
 of the code cannot tell a folder from an .npz.
 """
 from __future__ import annotations
@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from compressors.cache import sha256_file, write_npz_once
-from compressors.errors import CompressorError
+from edgefarm.agent.digest import sha256_file
+from edgefarm.compressors.cache import write_npz_once
+from edgefarm.compressors.errors import CompressorError
 
 log = logging.getLogger(__name__)
 

@@ -22,11 +22,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from compressors.errors import BadModelError
-from compressors.progress import report
+from edgefarm.compressors.errors import BadModelError
+from edgefarm.compressors.progress import report
 
 if TYPE_CHECKING:
-    from compressors.recipes import RecipeJob
+    from edgefarm.compressors.types import RecipeJob
 
 NAME = "int4-weight"
 BLOCK_SIZES = ("32", "16", "64", "128")  # default first: minilm's cosine 0.972 at 32, 0.954 at 128

@@ -23,14 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from compressors import quantize
-from compressors.calibration import calibration_reader
-from compressors.errors import BadModelError, CalibrationDataError, EvalDataError, RecipeParamsError
-from compressors.npz_data import fixed_batch_size, load_inputs, model_inputs
-from compressors.progress import report
+from edgefarm.compressors import quantize
+from edgefarm.compressors.calibration import calibration_reader
+from edgefarm.compressors.errors import BadModelError, CalibrationDataError, EvalDataError, RecipeParamsError
+from edgefarm.compressors.npz_data import fixed_batch_size, load_inputs, model_inputs
+from edgefarm.compressors.progress import report
 
 if TYPE_CHECKING:
-    from compressors.recipes import RecipeJob
+    from edgefarm.compressors.types import RecipeJob
 
 NAME = "mixed-int8"
 MAX_DROPS = ("0.5", "0.25", "1", "2")  # percentage points of the metric; default first
@@ -127,7 +127,7 @@ def rank_layers(quantizer: _Quantizer, layers: list[str], inputs: Mapping[str, n
 
 def _keep_until_within(quantizer: _Quantizer, ranking: list[tuple[str, float]], eval_npz: Path,
                        max_drop: float, job: RecipeJob) -> list[Trial]:
-    from compressors.evaluate import METRICS
+    from edgefarm.compressors.evaluate import METRICS
 
     score = METRICS[job.bundle.metric]
     fp32_quality = score(job.bundle.onnx_path, eval_npz)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from compressors.errors import CalibrationDataError, EvalDataError
+from edgefarm.compressors.errors import CalibrationDataError, EvalDataError
 
 DataError = type[CalibrationDataError] | type[EvalDataError]
 Dim = int | str | None  # a fixed size, a named dynamic one ("batch"), or unknown

@@ -4,9 +4,13 @@ Each recipe is one entry in an explicit registry. `compress` runs a recipe once
 per (model, recipe, parameters, data) and caches the result: the artifact plus
 a JSON record of what it is, beside it, published in one atomic rename.
 
-A chain (compressors.chains, docs/recipes.md) is a recipe too: PyTorch steps such as
+A chain (edgefarm.compressors.chains, docs/recipes.md) is a recipe too: PyTorch steps such as
 pruning and fine-tuning, then at most one single-step recipe. The built-in chains are
 registered by name; a one-line chain or a chain from a recipe file is accepted as is.
+
+The shared types (Variant, Recipe, RecipeJob, RecipeOutcome) live in the leaf module
+edgefarm.compressors.types and are re-exported here; a module that needs only them imports
+them from there, so only modules that need the registry import this one.
 """
 from __future__ import annotations
 
@@ -16,19 +20,22 @@ import re
 import shutil
 import time
 import warnings
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import replace
 from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from compressors import chains, int4, mixed_precision, quantize, tflite_export
-from compressors.cache import sha256_file, staged_directory
-from compressors.calibration import calibration_reader
-from compressors.errors import BadModelError, CalibrationDataError, RecipeParamsError, UnknownRecipeError
-from compressors.models.bundle import ModelBundle
-from compressors.progress import ProgressFn, report
+from edgefarm.agent.digest import sha256_file
+from edgefarm.compressors import chains, int4, mixed_precision, quantize, tflite_export
+from edgefarm.compressors.cache import staged_directory
+from edgefarm.compressors.calibration import calibration_reader
+from edgefarm.compressors.chain_runner import run_chain
+from edgefarm.compressors.errors import BadModelError, CalibrationDataError, RecipeParamsError, UnknownRecipeError
+from edgefarm.compressors.models.bundle import ModelBundle
+from edgefarm.compressors.progress import ProgressFn, report
+from edgefarm.compressors.types import ARTIFACT, Recipe, RecipeJob, RecipeOutcome, Variant
 
 __all__ = [
     "RECIPES", "CalibrationDataError", "Recipe", "RecipeJob", "RecipeOutcome", "RecipeParamsError",
@@ -39,89 +46,7 @@ __all__ = [
 # Bump when a recipe's output for the same inputs changes, so old entries are not reused.
 # 2: records carry stats and steps (chains of PyTorch and ONNX steps). 4: uint8 activations by default.
 CACHE_FORMAT = 4
-ARTIFACT = "model.onnx"
 RECORD = "variant.json"
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One compressed model in the cache: the artifact and what is known about it.
-
-    params holds every parameter, defaults filled in; duration_s is the time the
-    recipe took when it ran (a cache hit returns the original figure). A chain adds
-    stats (params, nonzero_params, sparsity, macs, each _before and _after its PyTorch
-    steps) and steps (each step's name, params and duration_s; a PyTorch step's accuracy
-    and stats too).
-    """
-
-    model: str
-    recipe: str
-    params: Mapping[str, str]
-    path: Path
-    size_bytes: int
-    sha256: str
-    accuracy: float | None
-    duration_s: float
-    stats: Mapping[str, float] = field(default_factory=dict)
-    steps: tuple[Mapping[str, Any], ...] = ()
-
-
-@dataclass(frozen=True)
-class RecipeJob:
-    """What one recipe run gets: the model, its parameters, a scratch directory and where to write."""
-
-    bundle: ModelBundle
-    params: Mapping[str, str]
-    work_dir: Path
-    out: Path
-    progress: ProgressFn | None
-    cache_dir: Path | None = None  # where a chain caches its intermediate PyTorch stages
-
-
-@dataclass(frozen=True)
-class RecipeOutcome:
-    """What a recipe reports beyond its artifact (a chain's; single-step recipes return None)."""
-
-    stats: Mapping[str, float] = field(default_factory=dict)
-    steps: tuple[Mapping[str, Any], ...] = ()
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """A named way to compress; `choices` maps each parameter to its accepted values, default first.
-
-    spec is a chain's steps in full (chains.Chain.text), part of the cache identity; a recipe
-    that uses_torch needs the model's PyTorch source (ModelBundle.torch_source). artifact is
-    the file name the recipe writes (job.out): its suffix picks the backend that runs it.
-    """
-
-    name: str
-    run: Callable[[RecipeJob], RecipeOutcome | None]
-    choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    uses_calibration: bool = False
-    spec: str = ""
-    uses_torch: bool = False
-    artifact: str = ARTIFACT
-
-    def resolve(self, params: Mapping[str, str] | None) -> dict[str, str]:
-        """Every parameter with defaults filled in, or RecipeParamsError naming the valid choices."""
-        given = dict(params or {})
-        unknown = sorted(set(given) - set(self.choices))
-        if unknown:
-            raise RecipeParamsError(
-                f"recipe {self.name} has no parameter {', '.join(unknown)}; {self._takes()}"
-            )
-        for name, value in given.items():
-            if value not in self.choices[name]:
-                raise RecipeParamsError(f"recipe {self.name}: {name}={value!r} is not one of "
-                                        f"{', '.join(self.choices[name])}")
-        return {name: given.get(name, values[0]) for name, values in self.choices.items()}
-
-    def _takes(self) -> str:
-        if not self.choices:
-            return "it takes no parameters"
-        takes = (f"{name} ({'|'.join(values)})" for name, values in self.choices.items())
-        return "it takes " + ", ".join(takes)
 
 
 def _fp32(job: RecipeJob) -> None:
@@ -198,7 +123,7 @@ def chain_recipe(chain: chains.Chain) -> Recipe:
     """A checked chain as a recipe: compress() caches it by its full steps like any other."""
     last = RECIPES[chain.onnx_step.name] if chain.onnx_step else None
     return Recipe(
-        chain.name, partial(chains.run_chain, chain, last), uses_calibration=bool(last and last.uses_calibration),
+        chain.name, partial(run_chain, chain, last), uses_calibration=bool(last and last.uses_calibration),
         spec=chain.text, uses_torch=bool(chain.torch_steps), artifact=last.artifact if last else ARTIFACT,
     )
 
@@ -268,7 +193,7 @@ def _inputs_identity(bundle: ModelBundle, recipe: Recipe, params: Mapping[str, s
     if recipe.spec:
         identity["spec"] = recipe.spec
     if recipe.uses_torch:
-        from compressors.torch_steps.stages import source_digest
+        from edgefarm.compressors.torch_steps.stages import source_digest
 
         identity["torch_source"] = source_digest(bundle)  # weights and training data
     return identity
@@ -318,7 +243,7 @@ _TORCH_VERSIONED = ("torch", "torch-pruning")
 def _measure_accuracy(bundle: ModelBundle, artifact: Path, progress: ProgressFn | None) -> float | None:
     if bundle.eval_npz is None:
         return None
-    from compressors.evaluate import METRICS
+    from edgefarm.compressors.evaluate import METRICS
 
     report(progress, "evaluate", 0.0)
     accuracy = METRICS[bundle.metric](artifact, bundle.eval_npz)

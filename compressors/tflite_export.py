@@ -29,13 +29,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from compressors.cache import sha256_file, staged_directory
-from compressors.errors import BadModelError, CalibrationDataError, CompressorError, EvalDataError
-from compressors.npz_data import load_inputs, load_labels, model_inputs
-from compressors.progress import ProgressFn, report
+from edgefarm.agent.digest import sha256_file
+from edgefarm.agent.fidelity import top1_hits
+from edgefarm.compressors.cache import staged_directory
+from edgefarm.compressors.errors import BadModelError, CalibrationDataError, CompressorError, EvalDataError
+from edgefarm.compressors.npz_data import load_inputs, load_labels, model_inputs
+from edgefarm.compressors.progress import ProgressFn, report
 
 if TYPE_CHECKING:
-    from compressors.recipes import RecipeJob
+    from edgefarm.compressors.types import RecipeJob
 
 NAME = "tflite-int8"
 ARTIFACT = "model.tflite"
@@ -173,8 +175,8 @@ def edgetpu_op_counts(compiler_output: str) -> dict[str, int]:
 
 def tflite_top1_accuracy(tflite: Path, eval_npz: Path) -> float:
     """Top-1 accuracy of a .tflite classifier with LiteRT's reference kernels, NCHW data moved to NHWC."""
-    from agent.backends.base import BackendOptions
-    from agent.backends.litert import load
+    from edgefarm.agent.backends.base import BackendOptions
+    from edgefarm.agent.backends.litert import load
 
     context = f"top-1 accuracy of {tflite}"
     # builtin: the reference kernels, and no "Created XNNPACK delegate" line on stderr (compressors never print).
@@ -185,10 +187,10 @@ def tflite_top1_accuracy(tflite: Path, eval_npz: Path) -> float:
             x = arrays["x"] if "x" in arrays.files else arrays[next(n for n in arrays.files if n != "y")]
         x = _as_layout(x.astype(np.float32), list(spec.shape), context)
         labels = load_labels(eval_npz, len(x), context)
-        predicted = [int(engine.run({spec.name: x[row:row + 1]})[0].argmax()) for row in range(len(x))]
+        scores = np.concatenate([engine.run({spec.name: x[row:row + 1]})[0].reshape(1, -1) for row in range(len(x))])
     finally:
         engine.close()
-    return float((np.array(predicted) == labels).mean())
+    return top1_hits(scores, labels) / len(labels)
 
 
 def _as_layout(x: np.ndarray, shape: list[int], context: str) -> np.ndarray:

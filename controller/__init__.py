@@ -1,4 +1,4 @@
 """edgefarm controller: compresses models, ships them to board agents, stores and reports results."""
-from agent import __version__  # one version for the whole distribution: the wheel's, the agent's
+from edgefarm import __version__  # one version for the whole distribution
 
 __all__ = ["__version__"]

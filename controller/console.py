@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -12,10 +13,16 @@ from rich.table import Table
 
 
 class RunConsole:
-    """Progress bars on stderr, so `--json` output on stdout stays machine-readable."""
+    """Progress bars on stderr, so `--json` output on stdout stays machine-readable. Off a terminal
+    (a CI log, `| tee`) bars would show nothing until the end, so progress prints as plain lines,
+    each bar at most every PLAIN_EVERY_S seconds and when it completes."""
 
-    def __init__(self, quiet: bool = False) -> None:
+    PLAIN_EVERY_S = 10.0
+
+    def __init__(self, quiet: bool = False, clock: Callable[[], float] = time.monotonic) -> None:
         self.err = Console(stderr=True, quiet=quiet)
+        self._plain = not self.err.is_terminal
+        self._clock = clock
         # Piped output (CI logs, `| tee`) would otherwise wrap the table at 80 columns.
         self.out = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 150)
         self._progress = Progress(TextColumn("{task.description:<34}"), BarColumn(), TaskProgressColumn(),
@@ -23,20 +30,40 @@ class RunConsole:
 
     @contextmanager
     def live(self) -> Iterator[RunConsole]:
+        if self._plain:
+            yield self
+            return
         with self._progress:
             yield self
 
     def bar(self, description: str, total: float = 1.0) -> Callable[[float], None]:
         """A bar; the returned function sets its completed amount (0..total)."""
+        if self._plain:
+            line = self._plain_line(description)
+            return lambda done: line("", min(done, total) / total if total else 1.0)
         task = self._progress.add_task(description, total=total)
         return lambda done: self._progress.update(task, completed=min(done, total))
 
     def phase_bar(self, description: str) -> Callable[[str, float], None]:
         """A bar driven by (phase, fraction) callbacks, the compressors' and agent's progress shape."""
+        if self._plain:
+            return self._plain_line(description)
         task = self._progress.add_task(description, total=1.0)
 
         def update(phase: str, fraction: float) -> None:
             self._progress.update(task, completed=fraction, description=f"{description} [{phase}]")
+        return update
+
+    def _plain_line(self, description: str) -> Callable[[str, float], None]:
+        last = {"at": -math.inf, "done": False}
+
+        def update(phase: str, fraction: float) -> None:
+            now, finished = self._clock(), fraction >= 1.0
+            if last["done"] or (not finished and now - last["at"] < self.PLAIN_EVERY_S):
+                return
+            last.update(at=now, done=finished)
+            label = f"{description} [{phase}]" if phase else description
+            self.err.print(f"{label}: {fraction:.0%}", highlight=False, markup=False)
         return update
 
     def note(self, text: str) -> None:

@@ -2,7 +2,7 @@
 """Client and server classes corresponding to protobuf-defined services."""
 import grpc
 
-from protos import agent_pb2 as protos_dot_agent__pb2
+from edgefarm.protos import agent_pb2 as edgefarm_dot_protos_dot_agent__pb2
 
 
 class AgentStub(object):
@@ -16,28 +16,28 @@ class AgentStub(object):
         """
         self.Describe = channel.unary_unary(
                 '/edgefarm.v1.Agent/Describe',
-                request_serializer=protos_dot_agent__pb2.DescribeRequest.SerializeToString,
-                response_deserializer=protos_dot_agent__pb2.DeviceInfo.FromString,
+                request_serializer=edgefarm_dot_protos_dot_agent__pb2.DescribeRequest.SerializeToString,
+                response_deserializer=edgefarm_dot_protos_dot_agent__pb2.DeviceInfo.FromString,
                 )
         self.HasArtifacts = channel.unary_unary(
                 '/edgefarm.v1.Agent/HasArtifacts',
-                request_serializer=protos_dot_agent__pb2.HasArtifactsRequest.SerializeToString,
-                response_deserializer=protos_dot_agent__pb2.HasArtifactsResponse.FromString,
+                request_serializer=edgefarm_dot_protos_dot_agent__pb2.HasArtifactsRequest.SerializeToString,
+                response_deserializer=edgefarm_dot_protos_dot_agent__pb2.HasArtifactsResponse.FromString,
                 )
         self.UploadArtifact = channel.stream_unary(
                 '/edgefarm.v1.Agent/UploadArtifact',
-                request_serializer=protos_dot_agent__pb2.ArtifactChunk.SerializeToString,
-                response_deserializer=protos_dot_agent__pb2.ArtifactRef.FromString,
+                request_serializer=edgefarm_dot_protos_dot_agent__pb2.ArtifactChunk.SerializeToString,
+                response_deserializer=edgefarm_dot_protos_dot_agent__pb2.ArtifactRef.FromString,
                 )
         self.Benchmark = channel.unary_stream(
                 '/edgefarm.v1.Agent/Benchmark',
-                request_serializer=protos_dot_agent__pb2.BenchmarkSpec.SerializeToString,
-                response_deserializer=protos_dot_agent__pb2.BenchmarkEvent.FromString,
+                request_serializer=edgefarm_dot_protos_dot_agent__pb2.BenchmarkSpec.SerializeToString,
+                response_deserializer=edgefarm_dot_protos_dot_agent__pb2.BenchmarkEvent.FromString,
                 )
         self.Health = channel.unary_unary(
                 '/edgefarm.v1.Agent/Health',
-                request_serializer=protos_dot_agent__pb2.HealthRequest.SerializeToString,
-                response_deserializer=protos_dot_agent__pb2.HealthStatus.FromString,
+                request_serializer=edgefarm_dot_protos_dot_agent__pb2.HealthRequest.SerializeToString,
+                response_deserializer=edgefarm_dot_protos_dot_agent__pb2.HealthStatus.FromString,
                 )
 
 
@@ -84,28 +84,28 @@ def add_AgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Describe': grpc.unary_unary_rpc_method_handler(
                     servicer.Describe,
-                    request_deserializer=protos_dot_agent__pb2.DescribeRequest.FromString,
-                    response_serializer=protos_dot_agent__pb2.DeviceInfo.SerializeToString,
+                    request_deserializer=edgefarm_dot_protos_dot_agent__pb2.DescribeRequest.FromString,
+                    response_serializer=edgefarm_dot_protos_dot_agent__pb2.DeviceInfo.SerializeToString,
             ),
             'HasArtifacts': grpc.unary_unary_rpc_method_handler(
                     servicer.HasArtifacts,
-                    request_deserializer=protos_dot_agent__pb2.HasArtifactsRequest.FromString,
-                    response_serializer=protos_dot_agent__pb2.HasArtifactsResponse.SerializeToString,
+                    request_deserializer=edgefarm_dot_protos_dot_agent__pb2.HasArtifactsRequest.FromString,
+                    response_serializer=edgefarm_dot_protos_dot_agent__pb2.HasArtifactsResponse.SerializeToString,
             ),
             'UploadArtifact': grpc.stream_unary_rpc_method_handler(
                     servicer.UploadArtifact,
-                    request_deserializer=protos_dot_agent__pb2.ArtifactChunk.FromString,
-                    response_serializer=protos_dot_agent__pb2.ArtifactRef.SerializeToString,
+                    request_deserializer=edgefarm_dot_protos_dot_agent__pb2.ArtifactChunk.FromString,
+                    response_serializer=edgefarm_dot_protos_dot_agent__pb2.ArtifactRef.SerializeToString,
             ),
             'Benchmark': grpc.unary_stream_rpc_method_handler(
                     servicer.Benchmark,
-                    request_deserializer=protos_dot_agent__pb2.BenchmarkSpec.FromString,
-                    response_serializer=protos_dot_agent__pb2.BenchmarkEvent.SerializeToString,
+                    request_deserializer=edgefarm_dot_protos_dot_agent__pb2.BenchmarkSpec.FromString,
+                    response_serializer=edgefarm_dot_protos_dot_agent__pb2.BenchmarkEvent.SerializeToString,
             ),
             'Health': grpc.unary_unary_rpc_method_handler(
                     servicer.Health,
-                    request_deserializer=protos_dot_agent__pb2.HealthRequest.FromString,
-                    response_serializer=protos_dot_agent__pb2.HealthStatus.SerializeToString,
+                    request_deserializer=edgefarm_dot_protos_dot_agent__pb2.HealthRequest.FromString,
+                    response_serializer=edgefarm_dot_protos_dot_agent__pb2.HealthStatus.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -129,8 +129,8 @@ class Agent(object):
             timeout=None,
             metadata=None):
         return grpc.experimental.unary_unary(request, target, '/edgefarm.v1.Agent/Describe',
-            protos_dot_agent__pb2.DescribeRequest.SerializeToString,
-            protos_dot_agent__pb2.DeviceInfo.FromString,
+            edgefarm_dot_protos_dot_agent__pb2.DescribeRequest.SerializeToString,
+            edgefarm_dot_protos_dot_agent__pb2.DeviceInfo.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 
@@ -146,8 +146,8 @@ class Agent(object):
             timeout=None,
             metadata=None):
         return grpc.experimental.unary_unary(request, target, '/edgefarm.v1.Agent/HasArtifacts',
-            protos_dot_agent__pb2.HasArtifactsRequest.SerializeToString,
-            protos_dot_agent__pb2.HasArtifactsResponse.FromString,
+            edgefarm_dot_protos_dot_agent__pb2.HasArtifactsRequest.SerializeToString,
+            edgefarm_dot_protos_dot_agent__pb2.HasArtifactsResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 
@@ -163,8 +163,8 @@ class Agent(object):
             timeout=None,
             metadata=None):
         return grpc.experimental.stream_unary(request_iterator, target, '/edgefarm.v1.Agent/UploadArtifact',
-            protos_dot_agent__pb2.ArtifactChunk.SerializeToString,
-            protos_dot_agent__pb2.ArtifactRef.FromString,
+            edgefarm_dot_protos_dot_agent__pb2.ArtifactChunk.SerializeToString,
+            edgefarm_dot_protos_dot_agent__pb2.ArtifactRef.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 
@@ -180,8 +180,8 @@ class Agent(object):
             timeout=None,
             metadata=None):
         return grpc.experimental.unary_stream(request, target, '/edgefarm.v1.Agent/Benchmark',
-            protos_dot_agent__pb2.BenchmarkSpec.SerializeToString,
-            protos_dot_agent__pb2.BenchmarkEvent.FromString,
+            edgefarm_dot_protos_dot_agent__pb2.BenchmarkSpec.SerializeToString,
+            edgefarm_dot_protos_dot_agent__pb2.BenchmarkEvent.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 
@@ -197,7 +197,7 @@ class Agent(object):
             timeout=None,
             metadata=None):
         return grpc.experimental.unary_unary(request, target, '/edgefarm.v1.Agent/Health',
-            protos_dot_agent__pb2.HealthRequest.SerializeToString,
-            protos_dot_agent__pb2.HealthStatus.FromString,
+            edgefarm_dot_protos_dot_agent__pb2.HealthRequest.SerializeToString,
+            edgefarm_dot_protos_dot_agent__pb2.HealthStatus.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

@@ -10,6 +10,7 @@ protobuf 4.x/5.x) and on a workstation with the newest protobuf.
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,11 +32,17 @@ def protoc_python() -> Path:
 
 
 def generate(out_dir: Path) -> list[Path]:
+    """The .proto files are compiled as edgefarm/protos/*.proto, the path they install at, so the
+    generated modules import each other as edgefarm.protos.*."""
+    include = out_dir / "include"
+    (include / "edgefarm" / "protos").mkdir(parents=True)
     protos = sorted(PROTO_DIR.glob("*.proto"))
-    cmd = [str(protoc_python()), "-m", "grpc_tools.protoc", f"-I{REPO}",
+    for proto in protos:
+        shutil.copy(proto, include / "edgefarm" / "protos" / proto.name)
+    cmd = [str(protoc_python()), "-m", "grpc_tools.protoc", f"-I{include}",
            f"--python_out={out_dir}", f"--pyi_out={out_dir}", f"--grpc_python_out={out_dir}"]
-    subprocess.run(cmd + [str(p.relative_to(REPO)) for p in protos], check=True, cwd=REPO)
-    return sorted((out_dir / "protos").glob("*_pb2*.py*"))
+    subprocess.run(cmd + [f"edgefarm/protos/{p.name}" for p in protos], check=True, cwd=include)
+    return sorted((out_dir / "edgefarm" / "protos").glob("*_pb2*.py*"))
 
 
 def main() -> int:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.postgres_server import postgres_database, postgres_url  # noqa: F401  (fixtures)
+
 REPO = Path(__file__).resolve().parent.parent
 # Copied from the team's shared/device-samples (each file keeps its source header), so a plain clone
 # of the repository runs every parser test.

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from controller.local_agent import LocalAgent
+from edgefarm.controller.agents.local_agent import LocalAgent
 
 
 @contextmanager

@@ -183,7 +183,7 @@ class NamespacedAgent:
 
     def spawn(self) -> None:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        cmd = ["ip", "netns", "exec", self.board.namespace, sys.executable, "-m", "agent", "serve",
+        cmd = ["ip", "netns", "exec", self.board.namespace, sys.executable, "-m", "edgefarm.agent", "serve",
                "--host", self.board.board_addr, "--port", str(AGENT_PORT), "--insecure-plaintext",
                "--cache-dir", str(self.cache_dir)]
         with open(self.log_path, "ab") as log:  # a file: an unread stderr pipe would block the agent

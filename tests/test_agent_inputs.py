@@ -8,12 +8,12 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from agent.backends.base import BadInputError, TensorSpec
-from agent.fidelity import compare_outputs
-from agent.inputs import load_feeds
-from agent.shapes import run_shape
-from agent.worker import run_in_worker
-from protos import agent_pb2 as pb
+from edgefarm.agent.backends.base import BadInputError, TensorSpec
+from edgefarm.agent.fidelity import compare_outputs
+from edgefarm.agent.inputs import load_feeds
+from edgefarm.agent.shapes import run_shape
+from edgefarm.agent.worker import run_in_worker
+from edgefarm.protos import agent_pb2 as pb
 from tests import user_models
 
 

@@ -9,9 +9,10 @@ import psutil
 import pytest
 
 from benchmarks.models import mlp_model
-from controller.client import AgentClient, AgentRejectedError, sha256_file
-from controller.local_agent import LocalAgent
-from protos import agent_pb2 as pb
+from edgefarm.agent.digest import sha256_file
+from edgefarm.controller.agents.client import AgentClient, AgentRejectedError
+from edgefarm.controller.agents.local_agent import LocalAgent
+from edgefarm.controller.agents.records import BenchmarkResult, Failure, JobSpec, Progress
 
 
 @pytest.fixture(scope="module")
@@ -31,19 +32,31 @@ def model(tmp_path_factory, agent):
     return path, sha
 
 
-def _spec(sha: str, min_seconds: float = 0.1, **kw) -> pb.BenchmarkSpec:
+def _spec(sha: str, min_seconds: float = 0.1, **kw) -> JobSpec:
     # No iteration cap: a long job must last its min_seconds however fast this machine runs the model.
-    return pb.BenchmarkSpec(artifact_sha256=sha, backend="onnxruntime", threads=1,
-                            warmup=pb.WarmupPolicy(min_iterations=5, min_seconds=0.05),
-                            measure=pb.MeasurePolicy(min_iterations=50, min_seconds=min_seconds,
-                                                     max_iterations=2**31 - 1), **kw)
+    return JobSpec(job_id="", artifact_sha256=sha, backend="onnxruntime", threads=1, warmup_iterations=5,
+                   warmup_seconds=0.05, min_iterations=50, min_seconds=min_seconds, max_iterations=2**31 - 1,
+                   **kw)
 
 
-def _final(client: AgentClient, spec: pb.BenchmarkSpec) -> pb.BenchmarkEvent:
+def _final(client: AgentClient, spec: JobSpec) -> BenchmarkResult | Failure:
     events = list(client.benchmark(spec))
-    assert events[-1].WhichOneof("event") in ("result", "failure")
-    assert sum(e.WhichOneof("event") in ("result", "failure") for e in events) == 1
+    assert isinstance(events[-1], BenchmarkResult | Failure)
+    assert sum(isinstance(e, BenchmarkResult | Failure) for e in events) == 1
+    assert all(isinstance(e, Progress) for e in events[:-1])
     return events[-1]
+
+
+def _result(client: AgentClient, spec: JobSpec) -> BenchmarkResult:
+    final = _final(client, spec)
+    assert isinstance(final, BenchmarkResult), final
+    return final
+
+
+def _failure(client: AgentClient, spec: JobSpec) -> Failure:
+    final = _final(client, spec)
+    assert isinstance(final, Failure), final
+    return final
 
 
 def test_describe_reports_this_machine(agent):
@@ -56,7 +69,7 @@ def test_describe_reports_this_machine(agent):
 
 
 def test_benchmark_returns_raw_samples_and_statistics(agent, model):
-    result = _final(agent[1], _spec(model[1])).result
+    result = _result(agent[1], _spec(model[1]))
     assert result.latency.count == len(result.samples_ns) >= 50
     assert 0 < result.latency.min_ms <= result.latency.p50_ms <= result.latency.p99_ms <= result.latency.max_ms
     assert result.fps > 0 and result.load_ms > 0 and result.first_inference_ms > 0
@@ -68,7 +81,7 @@ def test_benchmark_returns_raw_samples_and_statistics(agent, model):
 
 
 def test_power_is_not_available_without_a_sensor_never_invented(agent, model):
-    power = _final(agent[1], _spec(model[1])).result.power
+    power = _result(agent[1], _spec(model[1])).power
     if power.available:  # a workstation with RAPL exposed: then it must be a real reading
         assert power.sample_count > 0 and power.sensor
     else:
@@ -95,37 +108,37 @@ def test_bad_model_fails_cleanly_and_the_agent_keeps_serving(agent, model, tmp_p
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"\x08\x07garbage")
     agent[1].ensure_uploaded(junk, sha256_file(junk))
-    failure = _final(agent[1], _spec(sha256_file(junk))).failure
-    assert failure.kind == pb.Failure.BAD_INPUT and "cannot load the model" in failure.message
-    assert _final(agent[1], _spec(model[1])).HasField("result")
+    failure = _failure(agent[1], _spec(sha256_file(junk)))
+    assert failure.kind == "bad-input" and "cannot load the model" in failure.message
+    _result(agent[1], _spec(model[1]))
 
 
 def test_unknown_artifact_is_bad_input(agent):
-    failure = _final(agent[1], _spec("d" * 64)).failure
-    assert failure.kind == pb.Failure.BAD_INPUT and "upload them first" in failure.message
+    failure = _failure(agent[1], _spec("d" * 64))
+    assert failure.kind == "bad-input" and "upload them first" in failure.message
 
 
 def test_timeout_kills_the_job_and_the_agent_keeps_serving(agent, model):
-    failure = _final(agent[1], _spec(model[1], min_seconds=30, timeout_seconds=1.5)).failure
-    assert failure.kind == pb.Failure.TIMEOUT
-    assert _final(agent[1], _spec(model[1])).HasField("result")
+    failure = _failure(agent[1], _spec(model[1], min_seconds=30, timeout_seconds=1.5))
+    assert failure.kind == "timeout"
+    _result(agent[1], _spec(model[1]))
 
 
 def test_worker_killed_by_a_signal_is_a_backend_crash(agent, model):
     local, client = agent
     killer = threading.Thread(target=_segfault_worker_of, args=(local.pid,))
     killer.start()
-    failure = _final(client, _spec(model[1], min_seconds=20, timeout_seconds=60)).failure
+    failure = _failure(client, _spec(model[1], min_seconds=20, timeout_seconds=60))
     killer.join()
-    assert failure.kind == pb.Failure.BACKEND_CRASH and "SIGSEGV" in failure.message
+    assert failure.kind == "backend-crash" and "SIGSEGV" in failure.message
     assert client.health().serving
-    assert _final(client, _spec(model[1])).HasField("result")
+    _result(client, _spec(model[1]))
 
 
 def _segfault_worker_of(agent_pid: int) -> None:
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        workers = [c for c in psutil.Process(agent_pid).children() if "agent.worker" in " ".join(c.cmdline())]
+        workers = [c for c in psutil.Process(agent_pid).children() if "edgefarm.agent.worker" in " ".join(c.cmdline())]
         if workers:
             time.sleep(1.0)  # let it get into the measuring loop
             os.kill(workers[0].pid, signal.SIGSEGV)
@@ -145,7 +158,7 @@ def test_rerun_loads_the_cached_engine_and_health_counts_it(agent, tmp_path):
     sha = sha256_file(path)
     client.ensure_uploaded(path, sha)
     before = client.health()
-    first, second = (_final(client, _spec(sha)).result for _ in range(2))
+    first, second = (_result(client, _spec(sha)) for _ in range(2))
     after = client.health()
     assert (first.engine_cache_hit, second.engine_cache_hit) == (False, True)
     assert first.engine_build_ms > 0 and second.engine_build_ms == 0
@@ -155,8 +168,8 @@ def test_rerun_loads_the_cached_engine_and_health_counts_it(agent, tmp_path):
 
 
 def test_throughput_mode_runs_concurrent_streams(agent, model):
-    single = _final(agent[1], _spec(model[1])).result
-    streamed = _final(agent[1], _spec(model[1], streams=2)).result
+    single = _result(agent[1], _spec(model[1]))
+    streamed = _result(agent[1], _spec(model[1], streams=2))
     assert single.streams == 1 and streamed.streams == 2
     assert streamed.latency.count == len(streamed.samples_ns) >= 50
     assert streamed.fps > 0
@@ -165,5 +178,5 @@ def test_throughput_mode_runs_concurrent_streams(agent, model):
 def test_result_names_the_runtime_version(agent, model):
     import onnxruntime
 
-    versions = _final(agent[1], _spec(model[1])).result.environment.versions
+    versions = _result(agent[1], _spec(model[1])).environment.versions
     assert versions["onnxruntime"] == onnxruntime.__version__

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from agent.store import ArtifactError, ArtifactStore, StoreFullError
+from edgefarm.agent.store import ArtifactError, ArtifactStore, StoreFullError
 
 
 def _sha(data: bytes) -> str:

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.backends import litert
-from agent.backends.base import BackendOptions, BackendUnavailableError, BadInputError, TensorSpec
+from edgefarm.agent.backends import litert
+from edgefarm.agent.backends.base import BackendOptions, BackendUnavailableError, BadInputError, TensorSpec
 from tests.tflite_models import run_or_fail
 
 # Dequantized INT8 logits land within ~1.2 output steps (scale 0.0031) of the float ones; 0.02 leaves margin.

@@ -16,12 +16,12 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from agent.backends import onnxruntime as ort_backend
-from agent.backends.base import BackendOptions, BackendUnavailableError, BadInputError
-from agent.engine_cache import EngineCache, EngineKey
-from agent.worker import run_in_worker
 from benchmarks.models import mlp_model
-from protos import agent_pb2 as pb
+from edgefarm.agent.backends import onnxruntime as ort_backend
+from edgefarm.agent.backends.base import BackendOptions, BackendUnavailableError, BadInputError
+from edgefarm.agent.engine_cache import EngineCache, EngineKey
+from edgefarm.agent.worker import run_in_worker
+from edgefarm.protos import agent_pb2 as pb
 
 CUDA_EP = "CUDAExecutionProvider"
 CUDA_BUILT_IN = CUDA_EP in ort.get_available_providers()

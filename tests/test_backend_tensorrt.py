@@ -19,13 +19,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from agent import cuda_device
-from agent.backends import tensorrt as trt_backend
-from agent.backends.base import BackendOptions, BackendUnavailableError, BadInputError, TensorSpec
-from agent.backends.tensorrt import IoTensor
-from agent.worker import run_in_worker
 from benchmarks.models import mlp_model
-from protos import agent_pb2 as pb
+from edgefarm.agent import cuda_device
+from edgefarm.agent.backends import tensorrt as trt_backend
+from edgefarm.agent.backends.base import BackendOptions, BackendUnavailableError, BadInputError, TensorSpec
+from edgefarm.agent.backends.tensorrt import IoTensor
+from edgefarm.agent.worker import run_in_worker
+from edgefarm.protos import agent_pb2 as pb
 
 # --- plain data -----------------------------------------------------------------------------------
 
@@ -505,7 +505,7 @@ def mlp(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def _onnxruntime_reference(model: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
-    from agent.backends import onnxruntime as ort_backend
+    from edgefarm.agent.backends import onnxruntime as ort_backend
 
     engine = ort_backend.load(model, BackendOptions())
     try:

@@ -5,16 +5,16 @@ import pkgutil
 
 import pytest
 
-import agent.backends
-from agent.backends import REGISTRY, UnknownBackendError, backend_names, get_backend
+import edgefarm.agent.backends
+from edgefarm.agent.backends import REGISTRY, UnknownBackendError, backend_names, get_backend
 
 NOT_BACKENDS = {"base"}
 
 
 def test_every_backend_module_is_registered_under_its_own_name() -> None:
-    modules = {m.name for m in pkgutil.iter_modules(agent.backends.__path__)} - NOT_BACKENDS
+    modules = {m.name for m in pkgutil.iter_modules(edgefarm.agent.backends.__path__)} - NOT_BACKENDS
     assert modules == set(REGISTRY)
-    assert all(REGISTRY[name] == f"agent.backends.{name}" for name in modules)
+    assert all(REGISTRY[name] == f"edgefarm.agent.backends.{name}" for name in modules)
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))

@@ -11,7 +11,9 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from controller.ca import (
+from edgefarm.controller.cli import ca as ca_cli
+from edgefarm.controller.cli.common import CliError
+from edgefarm.controller.provision.ca import (
     CA_CERT_FILE,
     CA_KEY_FILE,
     CONTROLLER_NAME,
@@ -27,8 +29,6 @@ from controller.ca import (
     tls_material,
     verify_chain,
 )
-from controller.cli import ca as ca_cli
-from controller.cli.common import CliError
 
 
 @pytest.fixture

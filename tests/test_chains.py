@@ -5,6 +5,7 @@ Parsing tests use plain strings and small files; the caching tests run short cha
 """
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
@@ -15,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from compressors.chains import NAMED_CHAINS, ChainError, load_chain_file, parse_chain
-from compressors.errors import BadModelError, CalibrationDataError, UnknownRecipeError
-from compressors.models import ModelBundle, bundle_from_file, get_model
-from compressors.recipes import RECIPES, compress, get_recipe, onnx_steps, recipe_names, recipes_from_file
+from edgefarm.compressors.chains import NAMED_CHAINS, ChainError, load_chain_file, parse_chain
+from edgefarm.compressors.errors import BadModelError, CalibrationDataError, UnknownRecipeError
+from edgefarm.compressors.models import ModelBundle, bundle_from_file, get_model
+from edgefarm.compressors.recipes import RECIPES, compress, get_recipe, onnx_steps, recipe_names, recipes_from_file
 
 REPO = Path(__file__).resolve().parent.parent
 SHORT_CHAIN = "unstructured-prune(0.5) -> finetune(epochs=1)"
@@ -372,11 +373,36 @@ def test_a_cached_chain_is_read_without_torch(digits: ModelBundle, cache: Path) 
     script = textwrap.dedent(f"""
         import sys
         from pathlib import Path
-        from compressors.models import get_model
-        from compressors.recipes import compress
+        from edgefarm.compressors.models import get_model
+        from edgefarm.compressors.recipes import compress
         bundle = get_model("digits-cnn", Path({str(Path(digits.onnx_path).parents[2])!r}))
         variant = compress(bundle, {SHORT_CHAIN!r}, Path({str(cache)!r}))
         print("torch" in sys.modules, "yaml" in sys.modules, variant.stats["sparsity_after"])
     """)
     out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False", "0.5"]
+
+
+def _compressors_imports(module: str) -> set[str]:
+    """The edgefarm.compressors modules a module names in any import, TYPE_CHECKING and in-function ones too."""
+    tree = ast.parse((REPO / "compressors" / f"{module}.py").read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+        elif isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+    prefix = "edgefarm.compressors."
+    return {name[len(prefix):] for name in names if name.startswith(prefix)}
+
+
+@pytest.mark.parametrize("module", ["types", "chains", "chain_runner", "int4", "mixed_precision", "tflite_export"])
+def test_modules_that_recipes_imports_do_not_import_it_back(module: str) -> None:
+    # recipes imports these modules; importing it back, even for a type, would close a cycle.
+    assert "recipes" not in _compressors_imports(module)
+
+
+def test_the_shared_types_are_a_leaf() -> None:
+    assert _compressors_imports("types") <= {"errors", "errors.RecipeParamsError", "models.bundle",
+                                             "models.bundle.ModelBundle", "progress", "progress.ProgressFn"}
+    assert "chain_runner" not in _compressors_imports("chains")

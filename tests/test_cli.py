@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 
 from benchmarks.models import mlp_model
-from controller.reports import REPORT_COLUMNS
+from edgefarm.controller.reports import REPORT_COLUMNS
 
 FAST = ["--warmup-seconds", "0.05", "--min-seconds", "0.2"]
 
 
 def edgefarm(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "controller", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "edgefarm.controller", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=cwd)
 
 
@@ -134,11 +134,14 @@ def test_every_subcommand_has_help_with_examples(sub):
 
 
 def _stored_result(db: Path):
-    from protos import agent_pb2 as pb
+    from edgefarm.controller.results.store import ResultStore
 
-    with sqlite3.connect(db) as con:
-        (blob,) = con.execute("SELECT result FROM results").fetchone()
-    return pb.Result.FromString(blob)
+    store = ResultStore(db)
+    try:
+        (stored,) = store.results(store.latest_run())
+    finally:
+        store.close()
+    return stored.result
 
 
 @pytest.mark.parametrize("kind", ["tflite", "onnx"])
@@ -163,7 +166,7 @@ def test_recipes_on_a_prebuilt_tflite_are_refused(tmp_path, model_cache, tflite_
 
 
 def test_run_on_a_board_leased_by_someone_else_is_refused_then_runs(tmp_path, model_cache):
-    from controller.leases import open_lease_manager, sqlite_url
+    from edgefarm.controller.leases import open_lease_manager, sqlite_url
     from tests.farm_fixtures import devices_yaml, local_agents
 
     model = mlp_model(tmp_path / "m.onnx")
@@ -194,13 +197,15 @@ def test_runs_lists_stored_runs_and_report_points_there(demo):
 
 
 @pytest.mark.parametrize(("args", "needle"), [
-    (["runs", "--db", "postgresql://farm@db.lab/results"], "--db postgresql://farm@db.lab/results: this release "
-                                                           "keeps results in SQLite only"),
+    (["runs", "--db", "mysql://farm@db.lab/results"], "--db mysql://farm@db.lab/results: results go to a file "
+                                                      "path, sqlite:///path or postgresql://user@host/db"),
+    (["runs", "--db", "postgresql://farm@127.0.0.1:9/results"],
+     "results database postgresql://farm@127.0.0.1:9/results cannot be opened"),
     (["run", "digits-cnn", "--local", "--min-seconds", "0"], "--min-seconds must be > 0, got 0.0"),
     (["run", "digits-cnn", "--local", "--warmup-seconds", "0"], "--warmup-seconds must be > 0"),
 ])
 def test_settings_that_would_silently_become_something_else_are_refused(tmp_path, args, needle):
-    proc = subprocess.run([sys.executable, "-m", "controller", *args], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "edgefarm.controller", *args], capture_output=True, text=True,
                           timeout=120, cwd=tmp_path)
     assert proc.returncode == 2 and needle in proc.stderr, proc.stderr
     assert not any(tmp_path.iterdir())  # no stray SQLite file named after the URL

@@ -15,11 +15,11 @@ import numpy as np
 import onnxruntime
 import pytest
 
-from compressors.cache import sha256_file
-from compressors.errors import BadModelError, CalibrationDataError, EvalDataError
-from compressors.evaluate import top1_accuracy
-from compressors.models import ModelBundle, bundle_from_file, get_model
-from compressors.recipes import (
+from edgefarm.agent.digest import sha256_file
+from edgefarm.compressors.errors import BadModelError, CalibrationDataError, EvalDataError
+from edgefarm.compressors.evaluate import top1_accuracy
+from edgefarm.compressors.models import ModelBundle, bundle_from_file, get_model
+from edgefarm.compressors.recipes import (
     RECIPES,
     RecipeParamsError,
     UnknownRecipeError,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.engine_cache import (
+from edgefarm.agent.engine_cache import (
     EngineCache,
     EngineKey,
     artifact_sha256,

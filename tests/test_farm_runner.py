@@ -1,4 +1,4 @@
-"""The farm runner's own rules, on plain data: what a lease-database outage does to a night."""
+"""The farm runner's own rules, on plain data: lease-database outages, retries, backoff and quarantine."""
 from __future__ import annotations
 
 import asyncio
@@ -7,14 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from controller.console import RunConsole
-from controller.farm import LEASE_DB_ATTEMPTS, FarmJob, FarmRunner, RetryPolicy
-from controller.inventory import Device
-from controller.leases import LeaseError
-from controller.leases.sqlite import SqliteLeaseManager
-from controller.pipeline import MeasureSettings
-from controller.scheduler import PlannedJob
-from controller.store import JobRecord, ResultStore
+from edgefarm.controller.agents.client import AgentUnreachableError
+from edgefarm.controller.agents.records import BenchmarkResult, DeviceInfo, Failure, JobSpec, LatencyStats, Progress
+from edgefarm.controller.config.inventory import Device
+from edgefarm.controller.console import RunConsole
+from edgefarm.controller.execution.farm import LEASE_DB_ATTEMPTS, FarmJob, FarmRunner, RetryPolicy, RunnerSeams
+from edgefarm.controller.leases import LeaseError
+from edgefarm.controller.leases.sqlite import SqliteLeaseManager
+from edgefarm.controller.planning.run_plan import MeasureSettings
+from edgefarm.controller.planning.scheduler import PlannedJob
+from edgefarm.controller.results.store import JobRecord, ResultStore, VariantRecord
 
 BOARDS = ("board-a", "board-b")
 
@@ -54,3 +56,164 @@ def test_a_lease_database_outage_ends_the_run_and_quarantines_no_board(tmp_path)
         asyncio.run(runner.run(jobs))
     assert leases.attempts == LEASE_DB_ATTEMPTS
     assert [state.status for state in leases.states(list(BOARDS))] == ["idle", "idle"]
+
+
+# --- retry, backoff and quarantine, with a fake client and a ticking clock ---------------------------
+
+class TickingClock:
+    """Monotonic time that moves 0.1 s each time it is read: backoff waits end without sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 0.1
+        return self.now
+
+
+class ScriptedBoards:
+    """Fake AsyncAgentClients: each board answers its jobs with the next outcome of its script
+    ("ok", "unreachable", "backend-crash", "bad-input"), and records what it was asked."""
+
+    def __init__(self, scripts: dict[str, list[str]]) -> None:
+        self.scripts, self.ran = scripts, []
+
+    def client(self, device: str, address: str) -> ScriptedClient:
+        return ScriptedClient(self, device)
+
+
+class ScriptedClient:
+    def __init__(self, boards: ScriptedBoards, device: str) -> None:
+        self.boards, self.device = boards, device
+
+    async def connect(self) -> DeviceInfo:
+        return DeviceInfo(hostname=self.device, protocol_version="edgefarm.v1.1")
+
+    async def ensure_uploaded(self, path: Path, sha256: str) -> int:
+        return 0
+
+    async def benchmark(self, spec: JobSpec):
+        outcome = self.boards.scripts[self.device].pop(0)
+        self.boards.ran.append((spec.job_id, self.device, spec.backend, outcome))
+        if outcome == "unreachable":
+            raise AgentUnreachableError(f"device {self.device!r}: unavailable")
+        yield Progress("measure", 0.5)
+        if outcome == "ok":
+            yield BenchmarkResult(spec.job_id, spec.backend, "CPUExecutionProvider", (1_000_000,) * 10,
+                                  LatencyStats(count=10, p50_ms=1.0), fps=1000.0)
+        else:
+            yield Failure(outcome, f"{outcome} on {self.device}")
+
+    async def close(self) -> None:
+        pass
+
+
+class NotingConsole(RunConsole):
+    def __init__(self) -> None:
+        super().__init__(quiet=True)
+        self.notes: list[str] = []
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+
+def _scripted_runner(tmp_path: Path, boards: ScriptedBoards, recipes: tuple[str, ...], candidates: tuple[str, ...],
+                     health=None, **policy) -> tuple[FarmRunner, list[FarmJob], NotingConsole]:
+    store = ResultStore(tmp_path / "results.sqlite")
+    devices = {name: Device(name, "127.0.0.1", 9, {"pool": "p"}, ("onnxruntime",)) for name in boards.scripts}
+    run_id = store.new_run("farm test", "nightly")
+    jobs = []
+    for recipe in recipes:
+        record = JobRecord(f"job-{recipe}", run_id, "m", recipe, "pool:p", "", "a" * 64)
+        store.add_variant(run_id, VariantRecord("m", recipe, {}, "a" * 64, 1, None, 0.0))
+        store.add_job(record, target="pool:p")
+        jobs.append(FarmJob(PlannedJob("m", recipe, "pool:p", candidates), record, tmp_path / "m.onnx", None, ""))
+    ui = NotingConsole()
+    seams = RunnerSeams(clock=TickingClock(), client=boards.client, health_check=health or _never_called)
+    runner = FarmRunner(store, SqliteLeaseManager(tmp_path / "leases.sqlite"), devices, MeasureSettings(), ui,
+                        owner="test", policy=RetryPolicy(poll_s=0.001, **policy), seams=seams)
+    return runner, jobs, ui
+
+
+async def _never_called(device: str, address: str, backends) -> tuple[bool, str]:
+    raise AssertionError(f"no health check was due for {device}")
+
+
+def test_a_transport_failure_is_retried_on_another_board_of_its_pool_with_doubling_backoff(tmp_path):
+    boards = ScriptedBoards({"board-a": ["unreachable"], "board-b": ["unreachable"], "board-c": ["ok"]})
+    pool = ("board-a", "board-b", "board-c")
+    runner, jobs, ui = _scripted_runner(tmp_path, boards, ("fp32",), pool, quarantine_after=10, attempts=3)
+    outcome = asyncio.run(runner.run(jobs))
+    assert (outcome.done, outcome.failed) == (1, [])
+    tried = [device for _, device, _, _ in boards.ran]
+    assert sorted(tried[:2]) == ["board-a", "board-b"] and tried[2] == "board-c"  # a retry avoids failed boards
+    assert [note.split("retrying in ")[1] for note in ui.notes if "retrying" in note] == \
+        ["0.5 s[/yellow]", "1.0 s[/yellow]"]
+    (stored,) = runner.store.results(jobs[0].record.run_id)
+    assert (stored.job.device, stored.job.backend) == ("board-c", "onnxruntime")
+
+
+def test_a_job_out_of_attempts_fails_with_its_last_reason(tmp_path):
+    boards = ScriptedBoards({"board-a": ["unreachable"] * 2})
+    runner, jobs, _ = _scripted_runner(tmp_path, boards, ("fp32",), ("board-a",), quarantine_after=10, attempts=2)
+    outcome = asyncio.run(runner.run(jobs))
+    assert outcome.done == 0 and [(end.kind, end.message) for end in outcome.failed] == \
+        [("transport", "device 'board-a': unavailable")]
+    (job, kind, message) = runner.store.failures(jobs[0].record.run_id)[0]
+    assert (job.device, kind) == ("board-a", "transport")
+
+
+def test_bad_input_is_not_retried_and_never_quarantines_the_board(tmp_path):
+    boards = ScriptedBoards({"board-a": ["bad-input"] * 3 + ["ok"]})
+    runner, jobs, _ = _scripted_runner(tmp_path, boards, ("a", "b", "c", "d"), ("board-a",), quarantine_after=2)
+    outcome = asyncio.run(runner.run(jobs))
+    assert outcome.done == 1 and [end.kind for end in outcome.failed] == ["bad-input"] * 3
+    assert outcome.quarantined == [] and len(boards.ran) == 4
+
+
+def test_failures_in_a_row_quarantine_a_board_until_its_health_check_passes(tmp_path):
+    checked: list[str] = []
+
+    async def passes(device: str, address: str, backends) -> tuple[bool, str]:
+        checked.append(device)
+        return True, "ok"
+
+    boards = ScriptedBoards({"board-a": ["backend-crash"] * 2 + ["ok"] * 4, "board-b": ["ok"] * 6})
+    runner, jobs, ui = _scripted_runner(tmp_path, boards, tuple("abcdef"), ("board-a", "board-b"), health=passes,
+                                        quarantine_after=2)
+    outcome = asyncio.run(runner.run(jobs))
+    assert outcome.quarantined == ["board-a"] and checked == ["board-a"]
+    assert outcome.done == 4 and [end.kind for end in outcome.failed] == ["backend-crash"] * 2
+    assert any("board-a passed its health check and is back in service" in note for note in ui.notes)
+    assert runner.leases.states(["board-a"])[0].status == "idle"   # the quarantine is lifted in the database too
+
+
+def test_a_health_check_still_running_when_the_night_ends_is_cancelled_not_lost(tmp_path):
+    started, cancelled = asyncio.Event(), []
+
+    async def hangs(device: str, address: str, backends) -> tuple[bool, str]:
+        started.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.append(device)
+            raise
+        return True, "ok"
+
+    boards = ScriptedBoards({"board-a": ["backend-crash"] * 2, "board-b": ["ok"] * 3})
+    runner, jobs, _ = _scripted_runner(tmp_path, boards, ("a", "b", "c", "d", "e"), ("board-a", "board-b"),
+                                       health=hangs, quarantine_after=2)
+    outcome = asyncio.run(runner.run(jobs))
+    assert outcome.quarantined == ["board-a"] and outcome.done == 3
+    assert started.is_set() and cancelled == ["board-a"] and not runner._health_checks
+
+
+def test_a_health_check_that_raises_is_reported(tmp_path):
+    async def explodes(device: str, address: str, backends) -> tuple[bool, str]:
+        raise RuntimeError("the canary's temp dir vanished")
+
+    boards = ScriptedBoards({"board-a": ["backend-crash"] * 2, "board-b": ["ok"] * 3})
+    runner, jobs, ui = _scripted_runner(tmp_path, boards, ("a", "b", "c", "d", "e"), ("board-a", "board-b"),
+                                        health=explodes, quarantine_after=2)
+    asyncio.run(runner.run(jobs))
+    assert any("a health check failed: RuntimeError: the canary's temp dir vanished" in note for note in ui.notes)

@@ -26,21 +26,21 @@ from pathlib import Path
 import grpc
 import pytest
 
-from agent.server import MIN_PING_INTERVAL_MS
 from benchmarks.models import mlp_model
-from controller.client import (
+from edgefarm.agent.digest import sha256_file
+from edgefarm.agent.server import MIN_PING_INTERVAL_MS
+from edgefarm.controller.agents.client import (
     KEEPALIVE_S,
     AgentClient,
     AgentFaultError,
     AgentRejectedError,
     AgentUnreachableError,
-    sha256_file,
     translate_rpc_error,
 )
-from controller.console import RunConsole
-from controller.farm_run import FarmRun, FarmRunConfig, FarmRunResult
-from controller.leases import sqlite_url
-from controller.store import ResultStore
+from edgefarm.controller.console import RunConsole
+from edgefarm.controller.execution.farm_run import FarmRun, FarmRunConfig, FarmRunResult
+from edgefarm.controller.leases import sqlite_url
+from edgefarm.controller.results.store import ResultStore
 from tests.corrupting_proxy import CorruptingProxy
 from tests.netns import REPO, Board, NamespacedAgent, NetnsLab, namespaces_unavailable
 
@@ -187,8 +187,9 @@ def rows(db: Path, sql: str) -> list[tuple]:
 
 
 def stored_results(db: Path) -> dict[str, bytes]:
+    """Each stored result's raw samples, by job: a result rewritten or lost changes this."""
     try:
-        return dict(rows(db, "SELECT job_id, result FROM results"))
+        return dict(rows(db, "SELECT job_id, samples_ns FROM results"))
     except sqlite3.OperationalError:  # the controller is still creating the schema
         return {}
 
@@ -368,7 +369,7 @@ def fill(path: Path) -> None:
 
 
 def edgefarm(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "controller", *args], cwd=REPO, stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "edgefarm.controller", *args], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
 

@@ -6,22 +6,25 @@ import math
 
 import pytest
 
-from controller.client import AgentRejectedError
-from controller.fidelity import device_below_host
-from controller.input_plan import InputPlan
-from controller.job_inputs import AgentTooOldError, JobInputs, protocol_minor, require_protocol
-from controller.reports import write_html
-from controller.results_frame import result_row
-from controller.store import JobRecord, StoredResult, VariantRecord
-from protos import agent_pb2 as pb
+from edgefarm.controller.agents.client import AgentRejectedError
+from edgefarm.controller.agents.records import DeviceInfo
+from edgefarm.controller.agents.wire import result_from_pb
+from edgefarm.controller.execution.fidelity import device_below_host
+from edgefarm.controller.planning.input_plan import InputPlan
+from edgefarm.controller.planning.job_inputs import AgentTooOldError, JobInputs, protocol_minor, require_protocol
+from edgefarm.controller.reports import write_html
+from edgefarm.controller.results.frame import result_row
+from edgefarm.controller.results.store import JobRecord, StoredResult, VariantRecord
+from edgefarm.protos import agent_pb2 as pb
 
 HOST = {"fidelity_cosine": 0.9990, "fidelity_snr_db": 31.0, "top1_agreement": 0.98}
 
 
 def _stored(result: pb.Result, stats: dict | None = None) -> StoredResult:
+    """The result as the board sent it, turned into the record the store keeps."""
     job = JobRecord("j", "r", "detector", "int8-static", "orin-01", "tensorrt", "a" * 64)
     variant = VariantRecord("detector", "int8-static", {}, "a" * 64, 1000, None, 1.0, stats or {})
-    return StoredResult(job, variant, result, 1_700_000_000.0)
+    return StoredResult(job, variant, result_from_pb(result), 1_700_000_000.0)
 
 
 def _result(device_cosine: float, device_top1: float) -> pb.Result:
@@ -81,7 +84,7 @@ def test_protocol_minor(version, minor):
 
 
 def test_an_agent_too_old_for_shapes_is_refused_with_the_upgrade_command():
-    old = pb.DeviceInfo(protocol_version="edgefarm.v1", agent_version="0.0.9")
+    old = DeviceInfo(protocol_version="edgefarm.v1", agent_version="0.0.9")
     pinned = JobInputs(InputPlan((("images", (1, 3, 640, 640)),), 1, pinned=True))
     with pytest.raises(AgentTooOldError) as refused:
         require_protocol("jetson-orin-01", old, pinned)
@@ -91,7 +94,7 @@ def test_an_agent_too_old_for_shapes_is_refused_with_the_upgrade_command():
 
 
 def test_an_old_agent_still_runs_a_model_whose_only_dynamic_dim_is_the_batch():
-    old = pb.DeviceInfo(protocol_version="edgefarm.v1")
+    old = DeviceInfo(protocol_version="edgefarm.v1")
     require_protocol("rpi5-01", old, JobInputs(InputPlan((("x", (1, 1, 8, 8)),), 1, pinned=False)))
-    require_protocol("rpi5-01", pb.DeviceInfo(protocol_version="edgefarm.v1.1"),
+    require_protocol("rpi5-01", DeviceInfo(protocol_version="edgefarm.v1.1"),
                      JobInputs(InputPlan((("images", (1, 3, 64, 64)),), 1, pinned=True)))

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from agent import fingerprint
-from agent.fingerprint import EnvironmentFingerprint, collect_fingerprint, throttled_between
-from agent.sensors.base import CommandError, find_executable, run_command
+from edgefarm.agent import fingerprint
+from edgefarm.agent.fingerprint import EnvironmentFingerprint, collect_fingerprint, throttled_between
+from edgefarm.agent.sensors.base import CommandError, find_executable, run_command
 
 # Recorded outputs of the Jetson tools (not in ../shared/device-samples; sources named per string;
 # the trailing space jetson_clocks prints after each cpu line is stripped).

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from compressors.errors import CompressorError
-from compressors.images import (
+from edgefarm.compressors.errors import CompressorError
+from edgefarm.compressors.images import (
     ImageDataError,
     Preprocess,
     apply,
@@ -17,7 +17,7 @@ from compressors.images import (
     is_image_folder,
     parse_preprocess,
 )
-from compressors.npz_data import ModelInput, load_inputs, load_labels
+from edgefarm.compressors.npz_data import ModelInput, load_inputs, load_labels
 
 IMAGENET = "size=4x2,scale=1/255,mean=0.485/0.456/0.406,std=0.229/0.224/0.225"
 PIXEL = (255, 0, 128)
@@ -193,7 +193,7 @@ def test_files_beside_class_subfolders_are_ignored_with_a_warning(tmp_path: Path
     data = tmp_path / "images"
     write_image(data / "cat" / "a.png")
     (data / "LICENSE").write_text("CC-BY")
-    with caplog.at_level(logging.WARNING, logger="compressors.images"):
+    with caplog.at_level(logging.WARNING, logger="edgefarm.compressors.images"):
         arrays = load(folder_to_npz(data, parse_preprocess("size=4x2"), tmp_path / "cache", context="--eval-data"))
     assert arrays["y"].tolist() == [0]
     assert "--eval-data: ignored 1 files beside the class subfolders" in caplog.text and "LICENSE" in caplog.text
@@ -205,7 +205,7 @@ def test_stray_files_are_skipped_with_one_warning(tmp_path: Path, caplog) -> Non
     (data / "b-notes.txt").write_text("not an image")
     (data / "c-broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
     (data / ".DS_Store").write_bytes(b"\0" * 16)  # hidden: not even tried
-    with caplog.at_level(logging.WARNING, logger="compressors.images"):
+    with caplog.at_level(logging.WARNING, logger="edgefarm.compressors.images"):
         arrays = load(folder_to_npz(data, parse_preprocess("size=4x2"), tmp_path / "cache", context="--calib-data"))
     assert arrays["x"].shape == (1, 3, 2, 4)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]

@@ -2,8 +2,14 @@
 import numpy as np
 import pytest
 
-from compressors.npz_data import ModelInput
-from controller.input_plan import InputPlanError, parse_shape_args, plan_inputs, resolve, shapes_from_data
+from edgefarm.compressors.npz_data import ModelInput
+from edgefarm.controller.planning.input_plan import (
+    InputPlanError,
+    parse_shape_args,
+    plan_inputs,
+    resolve,
+    shapes_from_data,
+)
 
 F32, I64 = np.dtype("float32"), np.dtype("int64")
 DETECTOR = [ModelInput("images", ("batch", 3, "height", "width"), F32)]

@@ -12,8 +12,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from compressors.models import ModelBundle, get_model
-from compressors.recipes import compress
+from edgefarm.compressors.models import ModelBundle, get_model
+from edgefarm.compressors.recipes import compress
 
 pytestmark = pytest.mark.slow
 INT8_RECIPES = ("int8-static", "mixed-int8", "qat-int8", "prune50-ft-int8", "int8-dynamic")

@@ -44,7 +44,7 @@ def test_ctrl_c_keeps_results_and_resume_finishes_the_run(tmp_path):
             mlp_model(tmp_path / f"{name}.onnx", width=128, depth=2)
         db = tmp_path / "r.sqlite"
         common = ["--db", str(db), "--cache-dir", str(tmp_path / "cache")]
-        proc = subprocess.Popen([sys.executable, "-m", "controller", "nightly", "--matrix",
+        proc = subprocess.Popen([sys.executable, "-m", "edgefarm.controller", "nightly", "--matrix",
                                  str(tmp_path / "nightly.yaml"), "--devices", str(tmp_path / "devices.yaml"),
                                  "--out", str(tmp_path / "out"), *common], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
@@ -54,11 +54,11 @@ def test_ctrl_c_keeps_results_and_resume_finishes_the_run(tmp_path):
         assert proc.returncode == 130, err
         (run_id, status), = _rows(db, "SELECT id, status FROM runs")
         assert status == "interrupted"
-        kept = dict(_rows(db, "SELECT job_id, result FROM results"))
+        kept = dict(_rows(db, "SELECT job_id, samples_ns FROM results"))
         assert 1 <= len(kept) < 4
-        resumed = subprocess.run([sys.executable, "-m", "controller", "resume", run_id, *common],
+        resumed = subprocess.run([sys.executable, "-m", "edgefarm.controller", "resume", run_id, *common],
                                  capture_output=True, text=True, timeout=300)
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-        after = dict(_rows(db, "SELECT job_id, result FROM results"))
+        after = dict(_rows(db, "SELECT job_id, samples_ns FROM results"))
         assert len(after) == 4 and all(after[job] == blob for job, blob in kept.items())
         assert f"{4 - len(kept)} job(s) finished now" in resumed.stdout

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.inventory import (
+from edgefarm.controller.config.inventory import (
     BackendSettings,
     Device,
     Inventory,

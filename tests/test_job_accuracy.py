@@ -1,9 +1,9 @@
 """On-device top-1 through a real engine, including an NHWC .tflite fed NCHW evaluation data."""
 import numpy as np
 
-from agent.backends import litert
-from agent.backends.base import BackendOptions
-from agent.job import _fit_layout, top1_on_device
+from edgefarm.agent.backends import litert
+from edgefarm.agent.backends.base import BackendOptions
+from edgefarm.agent.job import _fit_layout, top1_on_device
 
 
 def test_nchw_eval_data_is_transposed_for_an_nhwc_model():

@@ -7,6 +7,7 @@ processes, because the guarantee is about two controllers, not two threads.
 from __future__ import annotations
 
 import argparse
+import math
 import multiprocessing
 import re
 import threading
@@ -18,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from controller.cli import main
-from controller.cli.devices import leases_url
-from controller.leases import (
+from edgefarm.agent.sensors.base import WaitClock
+from edgefarm.controller.cli import main
+from edgefarm.controller.cli.devices import leases_url
+from edgefarm.controller.leases import (
     DeviceQuarantinedError,
     DeviceState,
     Heartbeat,
@@ -34,10 +36,43 @@ from controller.leases import (
 
 SHORT_TTL_S = 0.4
 PAST_SHORT_TTL_S = 0.7
-HEARTBEAT_TTL_S = 0.6   # beats every 0.2 s: three must go missing before it runs out
+HEARTBEAT_TTL_S = 30.0   # beats every 10 s of fake time: three must go missing before it runs out
 RACE_ATTEMPTS = 50
 RACE_HOLD_S = 0.004
 WAIT_LIMIT_S = 10.0   # every wait in these tests gives up after this
+
+
+class FakeTime:
+    """Fake monotonic time for a Heartbeat: each wait moves it by exactly its timeout, so beats land
+    on exact ticks. A wait that would pass `end_s` parks there until stop() (`parked` says so)."""
+
+    def __init__(self, end_s: float = math.inf) -> None:
+        self.now_s = 0.0
+        self.end_s = end_s
+        self.parked = threading.Event()
+        self.clock = WaitClock(now=lambda: self.now_s, wait=self._wait)
+
+    def _wait(self, event: threading.Event, timeout_s: float) -> bool:
+        if event.is_set():
+            return True
+        if self.now_s + timeout_s > self.end_s:
+            self.parked.set()
+            return event.wait()     # stop() sets it
+        self.now_s += timeout_s
+        return False
+
+
+def record_renewals(monkeypatch: pytest.MonkeyPatch, manager: LeaseManager, fake: FakeTime) -> list[float]:
+    """The fake times at which `manager.renew` is called."""
+    times: list[float] = []
+    renew = manager.renew
+
+    def recording(lease: Lease) -> Lease:
+        times.append(fake.now_s)
+        return renew(lease)
+
+    monkeypatch.setattr(manager, "renew", recording)
+    return times
 
 
 class LeaseContract:
@@ -140,11 +175,14 @@ class LeaseContract:
         assert [(s.device, s.status) for s in states] == [("never-seen", "idle"), ("b", "leased"), ("a", "idle")]
         assert all(s.checked_at.tzinfo is not None for s in states)
 
-    def test_heartbeat_keeps_a_lease_past_its_ttl_and_stops_after_release(
-            self, leases: LeaseManager, other_controller: LeaseManager) -> None:
+    def test_heartbeat_renews_every_third_of_the_ttl_and_stops_after_release(
+            self, leases: LeaseManager, other_controller: LeaseManager, monkeypatch: pytest.MonkeyPatch) -> None:
         lease = leases.acquire("orin-01", "nightly@ci-runner-3", "long job", ttl_s=HEARTBEAT_TTL_S)
-        with Heartbeat(leases, lease) as heartbeat:
-            time.sleep(3 * HEARTBEAT_TTL_S)
+        fake = FakeTime(end_s=3 * HEARTBEAT_TTL_S)
+        renewals = record_renewals(monkeypatch, leases, fake)
+        with Heartbeat(leases, lease, clock=fake.clock) as heartbeat:
+            assert fake.parked.wait(WAIT_LIMIT_S)
+            assert renewals == [10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0]
             assert other_controller.acquire("orin-01", "alice@laptop", "debugging", ttl_s=30) is None
             assert heartbeat.lease.expires_at > lease.expires_at
             heartbeat.check()
@@ -155,14 +193,18 @@ class LeaseContract:
 
     def test_heartbeat_flags_lease_lost_when_someone_else_took_the_board(
             self, leases: LeaseManager, other_controller: LeaseManager) -> None:
-        lease = leases.acquire("orin-01", "nightly@ci-runner-3", "stalled job", ttl_s=SHORT_TTL_S)
-        lost = threading.Event()
-        # Beating slower than the ttl stands in for a controller that froze (GC pause, suspended VM).
-        heartbeat = Heartbeat(leases, lease, interval_s=PAST_SHORT_TTL_S + 0.8, on_lost=lambda _: lost.set())
-        heartbeat.start()
-        time.sleep(PAST_SHORT_TTL_S)
+        lease = leases.acquire("orin-01", "nightly@ci-runner-3", "stalled job", ttl_s=HEARTBEAT_TTL_S)
+        # The controller froze past the deadline (GC pause, suspended VM) and the board went to
+        # someone else before its next beat. Releasing stands in for the database's expiry, which
+        # the tests above check without a heartbeat.
+        leases.release(lease)
         assert other_controller.acquire("orin-01", "alice@laptop", "debugging", ttl_s=30) is not None
+        fake, lost = FakeTime(), threading.Event()
+        heartbeat = Heartbeat(leases, lease, on_lost=lambda _: lost.set(), clock=fake.clock).start()
         assert lost.wait(WAIT_LIMIT_S)
+        assert fake.now_s == 10.0   # the first beat found it lost, and the thread stopped beating
+        heartbeat.stop()
+        assert not heartbeat.is_alive() and fake.now_s == 10.0
         with pytest.raises(LeaseLost, match="now held by alice@laptop"):
             heartbeat.check()
         heartbeat.release()
@@ -279,14 +321,38 @@ class _DatabaseDown(LeaseManager):
 
 
 def test_heartbeat_counts_a_lease_lost_once_the_database_stayed_down_for_its_ttl() -> None:
-    now = datetime.now(UTC)
-    lease = Lease("a", "nightly@ci-runner-3", "job", "t", now, now + timedelta(seconds=0.3), 0.3)
-    lost = threading.Event()
-    heartbeat = Heartbeat(_DatabaseDown(), lease, on_lost=lambda _: lost.set()).start()
+    lease = Lease("a", "nightly@ci-runner-3", "job", "t", NOON, NOON + timedelta(seconds=30), 30)
+    fake, lost = FakeTime(), threading.Event()
+    heartbeat = Heartbeat(_DatabaseDown(), lease, on_lost=lambda _: lost.set(), clock=fake.clock).start()
     assert lost.wait(WAIT_LIMIT_S)
-    with pytest.raises(LeaseLost, match="not renewed for 0.3 s.*connection refused"):
+    assert fake.now_s == 30.0   # failed beats at 10 and 20 s were retried; the one at 30 s gave up
+    with pytest.raises(LeaseLost, match="not renewed for 30 s.*connection refused"):
         heartbeat.check()
     heartbeat.stop()
+
+
+class _DatabaseBack(_DatabaseDown):
+    """Down for the first `failures` renewals, then renews again."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+
+    def renew(self, lease: Lease) -> Lease:
+        if self.failures:
+            self.failures -= 1
+            return super().renew(lease)
+        return lease
+
+
+def test_heartbeat_keeps_the_lease_when_the_database_is_back_within_its_ttl() -> None:
+    lease = Lease("a", "nightly@ci-runner-3", "job", "t", NOON, NOON + timedelta(seconds=30), 30)
+    fake = FakeTime(end_s=60.0)
+    manager = _DatabaseBack(failures=2)
+    heartbeat = Heartbeat(manager, lease, clock=fake.clock).start()
+    assert fake.parked.wait(WAIT_LIMIT_S)
+    heartbeat.check()           # down at 10 and 20 s, renewed at 30 s: never 30 s without a renewal
+    heartbeat.stop()
+    assert heartbeat.lost is None and manager.failures == 0
 
 
 DEVICES_YAML = """devices:

@@ -1,110 +1,15 @@
-"""controller/leases on a real PostgreSQL server, started by this module on loopback.
-
-The session fixture runs Debian's server binaries (initdb, pg_ctl) in a temporary folder with
-its own socket and a free port, and stops the server at the end. PostgreSQL refuses to run as
-root, so under root it runs as the unprivileged `postgres` user the Debian package creates.
-"""
+"""controller/leases on a real PostgreSQL server, started on loopback (tests/postgres_server.py)."""
 from __future__ import annotations
 
-import os
-import pwd
-import shlex
-import shutil
-import socket
-import subprocess
-import tempfile
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from controller.leases import LeaseError, open_lease_manager
+from edgefarm.controller.leases import LeaseError, open_lease_manager
+from tests.postgres_server import free_port
 from tests.test_leases import LeaseContract
 
 psycopg = pytest.importorskip("psycopg", reason="PostgreSQL leases need psycopg: pip install 'psycopg[binary]'")
-
-SERVER_USER = "postgres"
-DATABASE = "edgefarm_test"
-COMMAND_LIMIT_S = 60
-
-
-def _server_binaries() -> Path | None:
-    """Debian keeps them out of PATH, in /usr/lib/postgresql/<major>/bin; the newest wins."""
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"),
-                   key=lambda path: int(path.parts[-3]) if path.parts[-3].isdigit() else 0)
-    if found:
-        return found[-1].parent
-    on_path = shutil.which("pg_ctl")
-    return Path(on_path).parent if on_path and shutil.which("initdb") else None
-
-
-def _as_server_user(command: list[str]) -> list[str]:
-    if os.geteuid() != 0:
-        return command
-    if shutil.which("runuser"):
-        return ["runuser", "-u", SERVER_USER, "--", *command]
-    return ["su", SERVER_USER, "-s", "/bin/sh", "-c", shlex.join(command)]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _run(command: list[str]) -> None:
-    done = subprocess.run(_as_server_user(command), capture_output=True, text=True, timeout=COMMAND_LIMIT_S)
-    if done.returncode != 0:
-        raise RuntimeError(f"{shlex.join(command)} failed ({done.returncode}): {done.stderr or done.stdout}")
-
-
-def _server_folder() -> Path:
-    # Not pytest's tmp_path: that sits under a root-only folder the server user cannot enter.
-    folder = Path(tempfile.mkdtemp(prefix="edgefarm-pg-"))
-    if os.geteuid() == 0:
-        user = pwd.getpwnam(SERVER_USER)
-        os.chown(folder, user.pw_uid, user.pw_gid)
-    return folder
-
-
-def _start_server(binaries: Path, folder: Path) -> int:
-    port = _free_port()
-    _run([str(binaries / "initdb"), "-D", str(folder / "data"), "-U", "edgefarm", "-A", "trust",
-          "-E", "UTF8", "--no-locale", "--no-sync"])
-    # fsync off: a test server's data need not survive a power cut, and the suite stays fast.
-    options = f"-k {folder} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off"
-    try:
-        _run([str(binaries / "pg_ctl"), "-D", str(folder / "data"), "-l", str(folder / "server.log"),
-              "-w", "-t", "30", "-o", options, "start"])
-    except RuntimeError as exc:
-        log = folder / "server.log"
-        raise RuntimeError(f"{exc}\n{log.read_text() if log.exists() else ''}") from exc
-    return port
-
-
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    binaries = _server_binaries()
-    if binaries is None:
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found: install Debian's 'postgresql' package")
-    if os.geteuid() == 0:
-        try:
-            pwd.getpwnam(SERVER_USER)
-        except KeyError:
-            pytest.skip(f"running as root and there is no {SERVER_USER!r} user to run the server as: "
-                        "install Debian's 'postgresql' package, which creates it")
-    folder = _server_folder()
-    try:
-        port = _start_server(binaries, folder)
-        try:
-            with psycopg.connect(f"postgresql://edgefarm@127.0.0.1:{port}/postgres", autocommit=True) as admin:
-                admin.execute(f"CREATE DATABASE {DATABASE}")
-            yield f"postgresql://edgefarm@127.0.0.1:{port}/{DATABASE}"
-        finally:
-            _run([str(binaries / "pg_ctl"), "-D", str(folder / "data"), "-m", "fast", "-w", "-t", "30", "stop"])
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
@@ -148,7 +53,7 @@ def test_deadlines_come_from_the_database_clock(fresh_postgres_url: str, monkeyp
 
 
 def test_connection_errors_name_the_database_without_its_password() -> None:
-    url = f"postgresql://edgefarm:s3cret@127.0.0.1:{_free_port()}/farm"
+    url = f"postgresql://edgefarm:s3cret@127.0.0.1:{free_port()}/farm"
     with pytest.raises(LeaseError, match=r"cannot connect to the lease database "
                                          r"postgresql://edgefarm@127\.0\.0\.1:\d+/farm") as caught:
         open_lease_manager(url)

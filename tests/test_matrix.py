@@ -5,8 +5,7 @@ import sys
 
 import pytest
 
-from controller.matrix import MatrixError, ModelFeed, load_matrix
-from protos import agent_pb2 as pb
+from edgefarm.controller.config.matrix import MatrixError, ModelFeed, load_matrix
 from tests import user_models
 from tests.farm_fixtures import devices_yaml, local_agents
 
@@ -51,9 +50,8 @@ def test_a_farm_night_measures_a_dynamic_model_at_its_matrix_shape_or_refuses_it
         night = _nightly(tmp_path)
         assert night.returncode == 0, night.stdout + night.stderr
         with sqlite3.connect(tmp_path / "results.sqlite") as con:
-            (blob,) = con.execute("SELECT result FROM results").fetchone()
-        result = pb.Result.FromString(blob)
-        assert [(s.name, list(s.dims)) for s in result.input_shapes] == [("images", [1, 3, 64, 64])]
+            (shapes,) = con.execute("SELECT input_shapes FROM results").fetchone()
+        assert shapes == "images:1x3x64x64"
         (tmp_path / "nightly.yaml").write_text(MATRIX.replace("  - digits-cnn\n", "").replace(
             "    shapes: {images: 1x3x64x64}\n    inputs: data/frames.npz\n", ""))
         refused = _nightly(tmp_path)
@@ -62,7 +60,8 @@ def test_a_farm_night_measures_a_dynamic_model_at_its_matrix_shape_or_refuses_it
 
 
 def _nightly(work):
-    return subprocess.run([sys.executable, "-m", "controller", "nightly", "--matrix", str(work / "nightly.yaml"),
+    return subprocess.run([sys.executable, "-m", "edgefarm.controller", "nightly",
+                           "--matrix", str(work / "nightly.yaml"),
                            "--devices", str(work / "devices.yaml"), "--db", str(work / "results.sqlite"),
                            "--cache-dir", str(work / "cache"), "--out", str(work / "out")],
                           capture_output=True, text=True, timeout=600)

@@ -16,8 +16,8 @@ import numpy as np
 import onnx
 import pytest
 
-from compressors.evaluate import top1_accuracy
-from compressors.models import (
+from edgefarm.compressors.evaluate import top1_accuracy
+from edgefarm.compressors.models import (
     MODELS,
     BadModelError,
     ModelBundle,
@@ -44,7 +44,7 @@ def digits(model_cache: Path) -> ModelBundle:
 
 def test_registry_names_every_model_module() -> None:
     modules = {p.stem.replace("_", "-") for p in (REPO / "compressors" / "models").glob("*.py")}
-    from compressors.models import mobilenet_v2
+    from edgefarm.compressors.models import mobilenet_v2
 
     own_modules = modules - {"--init--", "bundle", "onnx-file", "torch-builders", "torch-module"}
     assert set(model_names()) == own_modules | set(mobilenet_v2.ARCHITECTURES)  # both sizes live in one module
@@ -93,7 +93,7 @@ def test_cached_model_loads_in_milliseconds_without_torch(digits: ModelBundle, m
     script = textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
-        from compressors.models import get_model
+        from edgefarm.compressors.models import get_model
         started = time.perf_counter()
         bundle = get_model("digits-cnn", Path({str(model_cache)!r}))
         print(time.perf_counter() - started, "torch" in sys.modules, bundle.onnx_path)

@@ -12,12 +12,12 @@ import numpy as np
 import onnxruntime
 import pytest
 
-from compressors.errors import BadModelError, EvalDataError
-from compressors.evaluate import embedding_cosine, row_cosines
-from compressors.models import ModelBundle, get_model, minilm, mobilenet_v2, model_names
-from compressors.models.torch_builders import BUILDERS, load_module
-from compressors.models.torch_module import bundle_from_torch
-from compressors.recipes import compress
+from edgefarm.compressors.errors import BadModelError, EvalDataError
+from edgefarm.compressors.evaluate import embedding_cosine, row_cosines
+from edgefarm.compressors.models import ModelBundle, get_model, minilm, mobilenet_v2, model_names
+from edgefarm.compressors.models.torch_builders import BUILDERS, load_module
+from edgefarm.compressors.models.torch_module import bundle_from_torch
+from edgefarm.compressors.recipes import compress
 
 
 @pytest.fixture(scope="session")

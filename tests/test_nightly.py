@@ -23,7 +23,8 @@ regression: {min_effect: 0.15}
 
 
 def nightly(work, *extra):
-    return subprocess.run([sys.executable, "-m", "controller", "nightly", "--matrix", str(work / "nightly.yaml"),
+    return subprocess.run([sys.executable, "-m", "edgefarm.controller", "nightly",
+                           "--matrix", str(work / "nightly.yaml"),
                            "--devices", str(work / "devices.yaml"), "--db", str(work / "results.sqlite"),
                            "--cache-dir", str(work / "cache"), "--out", str(work / "out"), *extra],
                           capture_output=True, text=True, timeout=600)

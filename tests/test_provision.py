@@ -25,11 +25,11 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from controller.ca import init_ca, tls_material
-from controller.cli import provision as provision_cli
-from controller.client import AgentClient
-from controller.inventory import Device
-from controller.provision import (
+from edgefarm.controller.agents.client import AgentClient
+from edgefarm.controller.cli import provision as provision_cli
+from edgefarm.controller.config.inventory import Device
+from edgefarm.controller.provision.ca import init_ca, tls_material
+from edgefarm.controller.provision.deploy import (
     BoardPaths,
     InstallSettings,
     ProvisionError,
@@ -265,16 +265,16 @@ def test_provision_restarts_a_stopped_agent(first_report, device, ssh, install, 
 
 
 def _patched_wheel(version: str, out_dir: Path) -> Path:
-    """The same source with a bumped version in pyproject.toml and agent/__init__.py."""
+    """The same source with a bumped version in edgefarm/__init__.py, the one version string."""
     source = out_dir / "source"
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
-    for name in ("agent", "protos", "controller", "compressors"):
+    for name in ("edgefarm", "agent", "protos", "controller", "compressors"):
         shutil.copytree(REPO / name, source / name, ignore=ignore)
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, source / name)
-    for path, name in ((source / "pyproject.toml", "version"), (source / "agent" / "__init__.py", "__version__")):
-        text = path.read_text()
-        path.write_text(re.sub(rf'^{name} = "[^"]+"', f'{name} = "{version}"', text, count=1, flags=re.M))
+    version_file = source / "edgefarm" / "__init__.py"
+    version_file.write_text(re.sub(r'^__version__ = "[^"]+"', f'__version__ = "{version}"', version_file.read_text(),
+                                   count=1, flags=re.M))
     return build_agent_wheel(source, out_dir / "dist")
 
 

@@ -16,11 +16,11 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from compressors import tflite_export
-from compressors.cache import sha256_file
-from compressors.errors import BadModelError, CalibrationDataError, EvalDataError
-from compressors.models import ModelBundle, bundle_from_file, get_model
-from compressors.recipes import RECIPES, RecipeParamsError, Variant, compress
+from edgefarm.agent.digest import sha256_file
+from edgefarm.compressors import tflite_export
+from edgefarm.compressors.errors import BadModelError, CalibrationDataError, EvalDataError
+from edgefarm.compressors.models import ModelBundle, bundle_from_file, get_model
+from edgefarm.compressors.recipes import RECIPES, RecipeParamsError, Variant, compress
 
 INT8_DEFAULTS = {"activation_type": "uint8", "weight_type": "int8", "reduce_range": "yes"}  # int8-static's
 
@@ -165,8 +165,8 @@ def test_int4_weight_on_a_model_without_matmul_weights_names_the_ops(relu_model:
 def test_tflite_int8_makes_a_full_integer_model_litert_runs(mobilenet: ModelBundle, variant_cache: Path) -> None:
     from ai_edge_litert.interpreter import Interpreter
 
-    from agent.backends.base import BackendOptions
-    from agent.backends.litert import load
+    from edgefarm.agent.backends.base import BackendOptions
+    from edgefarm.agent.backends.litert import load
 
     fp32 = compress(mobilenet, "fp32", variant_cache)
     variant = compress(mobilenet, "tflite-int8", variant_cache)

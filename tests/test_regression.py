@@ -9,8 +9,9 @@ import pytest
 from scipy.signal import lfilter
 from scipy.stats import mannwhitneyu
 
-from controller.junit import junit_xml, write_junit
-from controller.regression import (
+from edgefarm.controller.agents.wire import result_from_pb
+from edgefarm.controller.nightly.junit import junit_xml, write_junit
+from edgefarm.controller.nightly.regression import (
     BenchmarkKey,
     Outcome,
     RegressionPolicy,
@@ -21,7 +22,7 @@ from controller.regression import (
     exit_code,
     fingerprint_of,
 )
-from protos import agent_pb2 as pb
+from edgefarm.protos import agent_pb2 as pb
 
 KEY = BenchmarkKey("mlp", "int8", "pi5-01", "onnxruntime")
 FINGERPRINT = {"cpu_governor": "performance", "nvpmodel_mode": "", "jetson_clocks": "", "batch_size": "1",
@@ -149,8 +150,10 @@ def test_fingerprint_of_a_result_keeps_settings_and_versions_not_temperatures():
     result = pb.Result(batch_size=0, environment=pb.EnvironmentFingerprint(
         cpu_governor="schedutil", nvpmodel_mode="15W", jetson_clocks="off", temps_start_c={"cpu": 41.0},
         versions={"onnxruntime": "1.17.1"}))
-    assert fingerprint_of(result) == {"cpu_governor": "schedutil", "nvpmodel_mode": "15W", "jetson_clocks": "off",
-                                      "batch_size": "1", "versions.onnxruntime": "1.17.1"}
+    # batch_size 0 on the wire means 1: the record says so
+    assert fingerprint_of(result_from_pb(result)) == {
+        "cpu_governor": "schedutil", "nvpmodel_mode": "15W", "jetson_clocks": "off", "batch_size": "1",
+        "versions.onnxruntime": "1.17.1"}
 
 
 def test_exit_code_is_one_only_for_confirmed_regressions():
@@ -193,7 +196,7 @@ def test_results_at_other_input_shapes_or_data_are_incomparable():
     def result(dims, source):
         r = pb.Result(batch_size=1, input_source=source)
         r.input_shapes.add(name="images", dims=dims)
-        return r
+        return result_from_pb(r)
 
     base = fingerprint_of(result([1, 3, 640, 640], "synthetic"))
     assert base["input_shapes"] == "images:1x3x640x640" and base["inputs"] == "synthetic"

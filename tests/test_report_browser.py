@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from controller.reports import NOT_AVAILABLE, write_html
+from edgefarm.controller.reports import NOT_AVAILABLE, write_html
 
 pytestmark = pytest.mark.browser
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from controller.reports import (
+from edgefarm.controller.reports import (
     NOT_AVAILABLE,
     OPTIONAL_COLUMNS,
     REPORT_COLUMNS,
@@ -18,7 +18,7 @@ from controller.reports import (
     write_csv,
     write_html,
 )
-from controller.reports.cells import binary_size, significant
+from edgefarm.controller.reports.cells import binary_size, significant
 
 GENERATED_AT = datetime(2025, 11, 24, 6, 30, tzinfo=UTC)
 # Attributes through which a page could make the browser fetch something.

@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from controller.scheduler import PlanError, PlannedJob, TargetRef, assign, candidates_for, expand
+from edgefarm.controller.planning.scheduler import PlanError, PlannedJob, TargetRef, assign, candidates_for, expand
 
 DEVICES = {
     "orin-1": {"soc": "orin", "board": "agx"},

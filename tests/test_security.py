@@ -6,9 +6,16 @@ import sys
 
 import pytest
 
-from controller.ca import CONTROLLER_NAME, TlsMaterial, init_ca, issue_agent_cert, issue_controller_cert, tls_material
-from controller.client import AgentClient, AgentRejectedError, AgentUnreachableError
-from controller.security import PLAINTEXT, ChannelSecurity
+from edgefarm.controller.agents.client import AgentClient, AgentRejectedError, AgentUnreachableError
+from edgefarm.controller.agents.security import PLAINTEXT, ChannelSecurity
+from edgefarm.controller.provision.ca import (
+    CONTROLLER_NAME,
+    TlsMaterial,
+    init_ca,
+    issue_agent_cert,
+    issue_controller_cert,
+    tls_material,
+)
 
 
 def _free_port() -> int:
@@ -19,7 +26,7 @@ def _free_port() -> int:
 
 def _agent(tmp_path, *flags: str, host: str = "127.0.0.1"):
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "agent", "serve", "--host", host, "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "edgefarm.agent", "serve", "--host", host, "--port", str(port),
                              "--cache-dir", str(tmp_path / "cache"), *flags],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
@@ -92,7 +99,7 @@ def test_token_fallback_refuses_calls_without_the_token(tmp_path):
 
 
 def test_plaintext_off_loopback_is_refused_at_start(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "agent", "serve", "--host", "0.0.0.0", "--port", "0",
+    proc = subprocess.run([sys.executable, "-m", "edgefarm.agent", "serve", "--host", "0.0.0.0", "--port", "0",
                            "--cache-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "refusing unauthenticated plaintext gRPC on non-loopback address 0.0.0.0" in proc.stderr
@@ -100,7 +107,7 @@ def test_plaintext_off_loopback_is_refused_at_start(tmp_path):
 
 
 def test_remote_devices_get_mutual_tls_by_default(farm_ca, monkeypatch):
-    from controller.security import security_for
+    from edgefarm.controller.agents.security import security_for
 
     monkeypatch.setenv("EDGEFARM_CA_DIR", str(farm_ca[0]))
     assert security_for("127.0.0.1:50051") is PLAINTEXT

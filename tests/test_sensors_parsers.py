@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.sensors import ina3221, nvml, pi_pmic, rapl
-from agent.sensors.pi_pmic import parse_get_throttled, parse_pmic_read_adc
-from agent.sensors.tegrastats import RailPower, TegrastatsLine, parse_tegrastats_line
+from edgefarm.agent.sensors import ina3221, nvml, pi_pmic, rapl
+from edgefarm.agent.sensors.pi_pmic import parse_get_throttled, parse_pmic_read_adc
+from edgefarm.agent.sensors.tegrastats import RailPower, TegrastatsLine, parse_tegrastats_line
 
 TEGRASTATS_FILES = [
     "tegrastats_nano_jp4.txt",

@@ -1,12 +1,10 @@
-"""Power samplers against fake sysfs trees built from the recorded layouts, and the PowerMonitor."""
+"""Power samplers against fake sysfs trees built from the recorded layouts (the PowerMonitor: test_power_monitor.py)."""
 from __future__ import annotations
 
-import math
 import os
 import pkgutil
 import stat
 import sys
-import threading
 import time
 import types
 from collections.abc import Callable, Sequence
@@ -14,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-import agent.sensors
-from agent.sensors import (
+import edgefarm.agent.sensors
+from edgefarm.agent.sensors import (
     POWER_SENSORS,
     REGISTRY,
     UnknownSensorError,
@@ -30,8 +28,7 @@ from agent.sensors import (
     thermal,
     unavailable_reasons,
 )
-from agent.sensors.base import PowerSample, SensorGoneError, SensorUnavailableError
-from agent.sensors.monitor import PowerMonitor, PowerSummary, window_energy_j
+from edgefarm.agent.sensors.base import PowerSample, SensorGoneError, SensorUnavailableError
 
 NOT_SOURCES = {"base", "monitor"}   # the interface and the sampler, not sources
 
@@ -381,9 +378,9 @@ def test_thermal_zones_skip_off_sensors_and_number_repeated_types(tmp_path: Path
 # --- registry and probe ------------------------------------------------------------------------------
 
 def test_every_module_in_agent_sensors_is_registered() -> None:
-    modules = {info.name for info in pkgutil.iter_modules(agent.sensors.__path__)} - NOT_SOURCES
+    modules = {info.name for info in pkgutil.iter_modules(edgefarm.agent.sensors.__path__)} - NOT_SOURCES
     assert modules == set(REGISTRY)
-    assert all(REGISTRY[name] == f"agent.sensors.{name}" for name in modules)
+    assert all(REGISTRY[name] == f"edgefarm.agent.sensors.{name}" for name in modules)
     assert set(POWER_SENSORS) <= set(REGISTRY)
 
 
@@ -408,187 +405,3 @@ def test_probe_finds_the_jetson_rail_and_reports_what_is_missing(tmp_path: Path)
 def test_probe_on_an_empty_tree_is_none(tmp_path: Path) -> None:
     assert probe(str(tmp_path)) is None
     assert available_sensors(str(tmp_path)) == []
-
-
-# --- PowerMonitor ------------------------------------------------------------------------------------
-
-class ScriptedPowerSensor:
-    """A power sensor whose watts the test sets; time comes from a ticking fake clock."""
-
-    name = "scripted"
-
-    def __init__(self, watts: float) -> None:
-        self.watts = watts
-        self.clock = TickingClock()
-        self.fail_with: Exception | None = None
-
-    def read(self) -> PowerSample:
-        if self.fail_with is not None:
-            raise self.fail_with
-        return PowerSample(t_ns=self.clock(), power_w=self.watts, energy_j=None)
-
-    def close(self) -> None:
-        pass
-
-
-def test_monitor_energy_per_inference_above_idle_exactly() -> None:
-    sensor = ScriptedPowerSensor(watts=1.0)
-    monitor = PowerMonitor(sensor, interval_s=0.01)
-    monitor.measure_idle(0.05)
-    sensor.watts = 3.0
-    monitor.start()
-    time.sleep(0.08)
-    monitor.stop()
-    summary = monitor.summary(inferences=10)
-    assert (summary.available, summary.sensor, summary.unavailable_reason) == (True, "scripted", "")
-    assert summary.avg_power_w == pytest.approx(3.0) and summary.idle_power_w == pytest.approx(1.0)
-    run_s = (summary.sample_count - 1) * 0.05       # each reading ticks the fake clock 50 ms
-    assert summary.sample_count >= 3
-    assert summary.energy_per_inference_mj == pytest.approx((3.0 - 1.0) * run_s / 10 * 1000)
-
-
-class FakeRaplBoard:
-    """A powercap tree whose package counter advances by `watts` x 50 ms at every clock tick, wrapping."""
-
-    def __init__(self, root: Path, watts: float, max_range_uj: int = 3_000_000) -> None:
-        self.energy_file = write(root / "sys/class/powercap/intel-rapl:0/energy_uj", "2900000")
-        write(root / "sys/class/powercap/intel-rapl:0/name", "package-0")
-        write(root / "sys/class/powercap/intel-rapl:0/max_energy_range_uj", str(max_range_uj))
-        self.watts = watts
-        self.max_range_uj = max_range_uj
-        self.clock = TickingClock(on_tick=self._advance)
-
-    def _advance(self, now_ns: int) -> None:
-        counter = int(self.energy_file.read_text()) + round(self.watts * 0.05 * 1e6)
-        self.energy_file.write_text(f"{counter % self.max_range_uj}\n")
-
-
-def test_monitor_with_rapl_tree_changing_over_time_and_wrapping(tmp_path: Path) -> None:
-    board = FakeRaplBoard(tmp_path, watts=2.0)
-    sensor = rapl.open_sensor(str(tmp_path), clock=board.clock)
-    monitor = PowerMonitor(sensor, interval_s=0.01)
-    monitor.measure_idle(0.05)
-    board.watts = 10.0                     # 0.5 J a tick: the 3 J counter wraps every 6 ticks
-    monitor.start()
-    time.sleep(0.1)
-    monitor.stop()
-    summary = monitor.summary(inferences=4)
-    assert summary.available and summary.sensor == "rapl:package-0"
-    assert summary.idle_power_w == pytest.approx(2.0) and summary.avg_power_w == pytest.approx(10.0)
-    run_s = (summary.sample_count - 1) * 0.05
-    assert summary.energy_per_inference_mj == pytest.approx(8.0 * run_s / 4 * 1000)
-
-
-def test_monitor_with_ina3221_tree_whose_power_changes_during_the_run(tmp_path: Path) -> None:
-    device = jp4_iio_chip(tmp_path, "6-0040", {"POM_5V_IN": 1000, "POM_5V_GPU": 0, "POM_5V_CPU": 0})
-    monitor = PowerMonitor(ina3221.open_sensor(str(tmp_path)), interval_s=0.01)
-    monitor.measure_idle(0.05)
-    replace_atomically(device / "in_power0_input", "3000")
-    monitor.start()
-    time.sleep(0.05)
-    replace_atomically(device / "in_power0_input", "5000")
-    time.sleep(0.05)
-    monitor.stop()
-    summary = monitor.summary(inferences=2)
-    assert summary.available and summary.idle_power_w == pytest.approx(1.0)
-    assert 3.0 < summary.avg_power_w < 5.0
-    run_s = summary.energy_per_inference_mj * 2 / 1000 / (summary.avg_power_w - 1.0)
-    assert 0.09 < run_s < 1.0                   # the window the monitor really integrated over
-
-
-def test_monitor_sensor_file_vanishing_mid_run_is_not_available(tmp_path: Path) -> None:
-    device = jp4_iio_chip(tmp_path, "6-0040", {"POM_5V_IN": 1000, "POM_5V_GPU": 0, "POM_5V_CPU": 0})
-    monitor = PowerMonitor(ina3221.open_sensor(str(tmp_path)), interval_s=0.01)
-    monitor.measure_idle(0.03)
-    monitor.start()
-    time.sleep(0.03)
-    (device / "in_power0_input").unlink()
-    time.sleep(0.03)
-    monitor.stop()
-    summary = monitor.summary(inferences=100)
-    assert not summary.available and summary.sensor == "ina3221:POM_5V_IN"
-    assert "during the run" in summary.unavailable_reason
-    assert "in_power0_input vanished" in summary.unavailable_reason
-    assert math.isnan(summary.energy_per_inference_mj) and summary.sample_count == 0
-
-
-def test_monitor_sensor_failing_during_idle_is_not_available() -> None:
-    sensor = ScriptedPowerSensor(watts=1.0)
-    sensor.fail_with = OSError("i2c read error")
-    monitor = PowerMonitor(sensor, interval_s=0.01)
-    monitor.measure_idle(0.02)
-    sensor.fail_with = None
-    monitor.start()
-    monitor.stop()
-    summary = monitor.summary(inferences=1)
-    assert not summary.available
-    assert summary.unavailable_reason == "sensor failed during the idle baseline: scripted: i2c read error"
-
-
-def test_monitor_drops_repeated_timestamps() -> None:
-    class SlowSensor(ScriptedPowerSensor):
-        def read(self) -> PowerSample:
-            return PowerSample(t_ns=1 + int(time.monotonic() * 10) * 100_000_000, power_w=2.0, energy_j=None)
-
-    monitor = PowerMonitor(SlowSensor(watts=2.0), interval_s=0.005)
-    monitor.start()
-    time.sleep(0.12)
-    monitor.stop()
-    assert 1 <= len(monitor._run.samples) <= 3   # ~25 polls, a new reading every 100 ms
-
-
-def test_monitor_misuse_is_an_error_not_a_number() -> None:
-    monitor = PowerMonitor(ScriptedPowerSensor(watts=1.0))
-    with pytest.raises(RuntimeError, match="stop\\(\\) without start"):
-        monitor.stop()
-    monitor.start()
-    monitor.stop()
-    with pytest.raises(RuntimeError, match="measure_idle"):
-        monitor.summary(inferences=5)
-    with pytest.raises(ValueError, match="positive"):
-        monitor.summary(inferences=0)
-
-
-def test_window_energy_needs_two_readings_over_time() -> None:
-    with pytest.raises(ValueError, match="need at least 2"):
-        window_energy_j((PowerSample(1, 2.0, None),))
-    with pytest.raises(ValueError, match="span no time"):
-        window_energy_j((PowerSample(5, 2.0, None), PowerSample(5, 2.0, None)))
-    assert window_energy_j((PowerSample(0, 1.0, None), PowerSample(2_000_000_000, 3.0, None))) == (4.0, 2.0)
-
-
-def test_not_available_summary_carries_no_numbers() -> None:
-    summary = PowerSummary.not_available("no power sensor on this board")
-    assert not summary.available and summary.unavailable_reason == "no power sensor on this board"
-    assert all(math.isnan(value) for value in (summary.avg_power_w, summary.idle_power_w,
-                                               summary.energy_per_inference_mj))
-
-
-# --- real hardware -----------------------------------------------------------------------------------
-
-@pytest.mark.hardware
-def test_real_board_power_sensor_reads_plausible_power() -> None:
-    sensor = probe()
-    if sensor is None:
-        pytest.skip(f"no power sensor on this machine: {unavailable_reasons()}")
-    try:
-        monitor = PowerMonitor(sensor)
-        monitor.measure_idle(0.3)
-        monitor.start()
-        deadline = time.monotonic() + 0.3
-        while time.monotonic() < deadline:
-            sum(i * i for i in range(10_000))
-        monitor.stop()
-        summary = monitor.summary(inferences=1)
-    finally:
-        sensor.close()
-    assert summary.available, summary.unavailable_reason
-    assert 0.1 < summary.avg_power_w < 2000.0 and summary.sample_count >= 2
-
-
-def test_sampling_thread_is_a_daemon_so_a_hung_sensor_cannot_block_exit() -> None:
-    monitor = PowerMonitor(ScriptedPowerSensor(watts=1.0), interval_s=0.01)
-    monitor.start()
-    threads = [t for t in threading.enumerate() if t.name == "power-monitor"]
-    monitor.stop()
-    assert threads and all(t.daemon for t in threads)

@@ -15,14 +15,14 @@ import onnxruntime
 import pytest
 from onnx import numpy_helper
 
-from compressors.cache import sha256_file
-from compressors.chains import NAMED_CHAINS, parse_chain
-from compressors.errors import RecipeParamsError, UnknownModelError
-from compressors.models import ModelBundle, get_model
-from compressors.models.torch_builders import BUILDERS, build, load_module
-from compressors.recipes import Variant, compress, onnx_steps
-from compressors.torch_steps.stages import Stage, distilled_model, run_torch_steps
-from compressors.torch_steps.stats import count_macs, model_stats
+from edgefarm.agent.digest import sha256_file
+from edgefarm.compressors.chains import NAMED_CHAINS, parse_chain
+from edgefarm.compressors.errors import RecipeParamsError, UnknownModelError
+from edgefarm.compressors.models import ModelBundle, get_model
+from edgefarm.compressors.models.torch_builders import BUILDERS, build, load_module
+from edgefarm.compressors.recipes import Variant, compress, onnx_steps
+from edgefarm.compressors.torch_steps.stages import Stage, distilled_model, run_torch_steps
+from edgefarm.compressors.torch_steps.stats import count_macs, model_stats
 
 DIGITS_MACS = 32 * 9 * 64 + 64 * 32 * 9 * 16 + 64 * 64 * 9 * 16 + 256 * 256 + 256 * 10  # by hand: 971,264
 POINTS = 0.02  # "within a few points" of fp32 after fine-tuning

@@ -33,7 +33,7 @@ def work(tmp_path_factory):
 
 
 def edgefarm(work: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "controller", *args, "--db", str(work / "results.sqlite"),
+    return subprocess.run([sys.executable, "-m", "edgefarm.controller", *args, "--db", str(work / "results.sqlite"),
                            "--cache-dir", str(work / "cache"), *FAST], capture_output=True, text=True, timeout=600)
 
 

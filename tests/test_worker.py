@@ -3,9 +3,9 @@ import sys
 
 import pytest
 
-from agent.worker import run_in_worker
 from benchmarks.models import mlp_model
-from protos import agent_pb2 as pb
+from edgefarm.agent.worker import run_in_worker
+from edgefarm.protos import agent_pb2 as pb
 
 CRASHING_CHILD = (sys.executable, "-c",
                   "import os, signal, sys; sys.stdin.buffer.read(); os.kill(os.getpid(), signal.SIGSEGV)")

@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from compressors.models.torch_module import OPSET, export_module
+from edgefarm.compressors.models.torch_module import OPSET, export_module
 
 IR_VERSION = 8   # what opset 17 came with: older ONNX Runtimes on the boards still load it
 SEED = 20240917

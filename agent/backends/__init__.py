@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import importlib
 
-from agent.backends.base import BackendModule
+from edgefarm.agent.backends.base import BackendModule
 
 REGISTRY: dict[str, str] = {
-    "litert": "agent.backends.litert",
-    "onnxruntime": "agent.backends.onnxruntime",
-    "simulated": "agent.backends.simulated",  # scheduler and scale tests only: it sleeps
-    "tensorrt": "agent.backends.tensorrt",
+    "litert": "edgefarm.agent.backends.litert",
+    "onnxruntime": "edgefarm.agent.backends.onnxruntime",
+    "simulated": "edgefarm.agent.backends.simulated",  # scheduler and scale tests only: it sleeps
+    "tensorrt": "edgefarm.agent.backends.tensorrt",
 }
 
 

@@ -24,8 +24,8 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
-from agent.backends.base import BackendOptions, BackendUnavailableError, BadInputError, TensorSpec, Timing
-from agent.shapes import check_wanted
+from edgefarm.agent.backends.base import BackendOptions, BackendUnavailableError, BadInputError, TensorSpec, Timing
+from edgefarm.agent.shapes import check_wanted
 
 NAME = "litert"
 

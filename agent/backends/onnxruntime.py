@@ -20,9 +20,9 @@ from typing import Any, Dict, Tuple, Union
 
 import numpy as np
 
-from agent.backends.base import BackendOptions, BackendUnavailableError, BadInputError, TensorSpec
-from agent.engine_cache import EngineCache, EngineKey, artifact_sha256, collect_l4t_release, key_flags
-from agent.shapes import shapes_text
+from edgefarm.agent.backends.base import BackendOptions, BackendUnavailableError, BadInputError, TensorSpec
+from edgefarm.agent.engine_cache import EngineCache, EngineKey, artifact_sha256, collect_l4t_release, key_flags
+from edgefarm.agent.shapes import shapes_text
 
 NAME = "onnxruntime"
 CPU_EP = "CPUExecutionProvider"
@@ -115,7 +115,7 @@ def load(path: str, options: BackendOptions) -> OrtEngine:
 
 def engine_key(ort_version: str, path: str, wanted: str, options: BackendOptions) -> EngineKey:
     """What an optimized graph (or an EP's engine) depends on; threads and batch size do not change it."""
-    from agent.describe import collect_cpu_model  # heavy module: only when a cache is in use
+    from edgefarm.agent.describe import collect_cpu_model  # heavy module: only when a cache is in use
 
     precision = options.precision if wanted == TENSORRT_EP else ""
     flags = {"execution_provider": wanted, "optimization": "all", "dla_core": options.dla_core}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.backends.base import BackendOptions, BadInputError, TensorSpec
+from edgefarm.agent.backends.base import BackendOptions, BadInputError, TensorSpec
 
 NAME = "simulated"
 PROVIDER = "simulated (no real runtime)"

@@ -29,10 +29,10 @@ from typing import Any, Mapping, NamedTuple, Sequence, Tuple
 
 import numpy as np
 
-from agent import shapes
-from agent.backends.base import BackendOptions, BackendUnavailableError, BadInputError, TensorSpec, Timing
-from agent.cuda_device import CudaDevice, CudaUnavailableError, open_cuda_device
-from agent.engine_cache import EngineCache, EngineKey, artifact_sha256, collect_l4t_release, key_flags
+from edgefarm.agent import shapes
+from edgefarm.agent.backends.base import BackendOptions, BackendUnavailableError, BadInputError, TensorSpec, Timing
+from edgefarm.agent.cuda_device import CudaDevice, CudaUnavailableError, open_cuda_device
+from edgefarm.agent.engine_cache import EngineCache, EngineKey, artifact_sha256, collect_l4t_release, key_flags
 
 NAME = "tensorrt"
 PRECISIONS = ("fp32", "fp16", "int8")

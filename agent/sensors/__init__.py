@@ -9,15 +9,15 @@ from __future__ import annotations
 import importlib
 from typing import Any, Sequence
 
-from agent.sensors.base import PowerSensor, SensorUnavailableError
+from edgefarm.agent.sensors.base import PowerSensor, SensorUnavailableError
 
 REGISTRY: dict[str, str] = {
-    "ina3221": "agent.sensors.ina3221",
-    "tegrastats": "agent.sensors.tegrastats",
-    "pi_pmic": "agent.sensors.pi_pmic",
-    "nvml": "agent.sensors.nvml",
-    "rapl": "agent.sensors.rapl",
-    "thermal": "agent.sensors.thermal",
+    "ina3221": "edgefarm.agent.sensors.ina3221",
+    "tegrastats": "edgefarm.agent.sensors.tegrastats",
+    "pi_pmic": "edgefarm.agent.sensors.pi_pmic",
+    "nvml": "edgefarm.agent.sensors.nvml",
+    "rapl": "edgefarm.agent.sensors.rapl",
+    "thermal": "edgefarm.agent.sensors.thermal",
 }
 # probe() order: board-level input power first. On a Jetson the INA3221 sysfs read is cheaper than
 # running tegrastats; on an x86 box NVML (the GPU) comes before RAPL (CPU packages only) because

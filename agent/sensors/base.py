@@ -8,13 +8,30 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
+import time
 from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 
 # Runs argv and returns its stdout; raises OSError (FileNotFoundError, CommandError) on failure.
 # Tests inject one that returns recorded outputs.
 CommandRunner = Callable[[Sequence[str]], str]
-Clock = Callable[[], int]
+Clock = Callable[[], int]       # a reading in ns: time.perf_counter_ns, or a test's fake
+
+
+@dataclass(frozen=True)
+class WaitClock:
+    """Monotonic seconds and a wait on an Event that can end early: what a periodic thread needs.
+
+    The default is the real clock; a test passes its own pair so it can tick time exactly.
+    `wait(event, timeout_s)` returns True when `event` was set, as Event.wait does.
+    """
+
+    now: Callable[[], float] = time.monotonic
+    wait: Callable[[threading.Event, float], bool] = threading.Event.wait
+
+
+SYSTEM_CLOCK = WaitClock()
 
 _BIN_DIRS = ("usr/bin", "usr/sbin", "bin", "sbin", "usr/local/bin")
 

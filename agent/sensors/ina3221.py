@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Sequence
 
-from agent.sensors.base import (
+from edgefarm.agent.sensors.base import (
     Clock,
     PowerSample,
     SensorGoneError,

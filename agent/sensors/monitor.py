@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 from dataclasses import dataclass
 from typing import Sequence
 
-from agent.sensors.base import PowerSample, PowerSensor, SensorGoneError
+from edgefarm.agent.sensors.base import SYSTEM_CLOCK, PowerSample, PowerSensor, SensorGoneError, WaitClock
 
 NS_PER_S = 1e9
 MJ_PER_J = 1000.0
@@ -48,9 +47,10 @@ class _Window:
 class _SamplingThread:
     """Reads the sensor at a fixed rate until stopped; a failed read ends it and is remembered."""
 
-    def __init__(self, sensor: PowerSensor, interval_s: float) -> None:
+    def __init__(self, sensor: PowerSensor, interval_s: float, clock: WaitClock) -> None:
         self._sensor = sensor
         self._interval_s = interval_s
+        self._clock = clock
         self._samples: list[PowerSample] = []
         self._error = ""
         self._stopping = threading.Event()
@@ -61,16 +61,23 @@ class _SamplingThread:
         if self._take():
             self._thread.start()
 
-    def _loop(self) -> None:
-        deadline = time.monotonic()
+    def run_for(self, seconds: float) -> _Window:
+        """Sample for `seconds` in the caller's thread (it has nothing else to do meanwhile)."""
+        if self._take():
+            self._loop(until=self._clock.now() + seconds)
+        return _Window(tuple(self._samples), self._error)
+
+    def _loop(self, until: float = math.inf) -> None:
+        now, wait = self._clock.now, self._clock.wait
+        deadline = now()
         while True:
             # Fixed rate; after a slow read (vcgencmd) start afresh rather than burst to catch up.
-            deadline = max(deadline + self._interval_s, time.monotonic())
-            if self._stopping.wait(max(0.0, deadline - time.monotonic())):
+            deadline = max(deadline + self._interval_s, now())
+            if wait(self._stopping, max(0.0, min(deadline, until) - now())) or now() >= until:
                 break
             if not self._take():
                 return
-        self._take()            # one last reading so the window closes at stop()
+        self._take()            # one last reading so the window closes at stop() or at `until`
 
     def _take(self) -> bool:
         try:
@@ -113,24 +120,22 @@ def window_energy_j(samples: Sequence[PowerSample]) -> tuple[float, float]:
 class PowerMonitor:
     """Owns the sampling, not the sensor: the caller closes the sensor."""
 
-    def __init__(self, sensor: PowerSensor, interval_s: float = 0.05) -> None:
+    def __init__(self, sensor: PowerSensor, interval_s: float = 0.05, clock: WaitClock = SYSTEM_CLOCK) -> None:
         self._sensor = sensor
         self._interval_s = interval_s   # 0.05 s = 20 Hz; slower sensors just repeat (and are deduplicated)
+        self._clock = clock
         self._idle: _Window | None = None
         self._run: _Window | None = None
         self._sampling: _SamplingThread | None = None
 
     def measure_idle(self, seconds: float) -> None:
         """Blocks for `seconds` while sampling the idle board."""
-        sampling = _SamplingThread(self._sensor, self._interval_s)
-        sampling.start()
-        time.sleep(seconds)
-        self._idle = sampling.stop()
+        self._idle = _SamplingThread(self._sensor, self._interval_s, self._clock).run_for(seconds)
 
     def start(self) -> None:
         if self._sampling is not None:
             raise RuntimeError("PowerMonitor.start() called twice without stop()")
-        self._sampling = _SamplingThread(self._sensor, self._interval_s)
+        self._sampling = _SamplingThread(self._sensor, self._interval_s, self._clock)
         self._sampling.start()
 
     def stop(self) -> None:

@@ -8,7 +8,7 @@ import os
 import time
 from typing import Any
 
-from agent.sensors.base import Clock, PowerSample, SensorGoneError, SensorUnavailableError
+from edgefarm.agent.sensors.base import Clock, PowerSample, SensorGoneError, SensorUnavailableError
 
 MW_PER_W = 1000.0
 MJ_PER_J = 1000.0

@@ -9,7 +9,7 @@ import re
 import time
 from dataclasses import dataclass
 
-from agent.sensors.base import (
+from edgefarm.agent.sensors.base import (
     Clock,
     CommandRunner,
     PowerSample,

@@ -15,14 +15,14 @@ import time
 from dataclasses import dataclass
 from typing import IO
 
-from agent.sensors.base import (
+from edgefarm.agent.sensors.base import (
     Clock,
     PowerSample,
     SensorGoneError,
     SensorUnavailableError,
     find_executable,
 )
-from agent.sensors.ina3221 import NOT_CONNECTED, choose_total_rails
+from edgefarm.agent.sensors.ina3221 import NOT_CONNECTED, choose_total_rails
 
 _TIMESTAMP = re.compile(r"^\s*(\d\d-\d\d-\d{4} \d\d:\d\d:\d\d) ")
 _RAM = re.compile(r"\bRAM (\d+)/(\d+)MB")

@@ -6,7 +6,7 @@ import os
 import re
 from collections import Counter
 
-from agent.sensors.base import SensorUnavailableError, read_int, read_text
+from edgefarm.agent.sensors.base import SensorUnavailableError, read_int, read_text
 
 THERMAL = "sys/class/thermal"
 SENSOR_OFF_MILLI_C = -256000    # Jetson Orin: a powered-off sensor (CV, GPU) reads -256 C

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from compressors.errors import BadModelError, UnknownModelError
-from compressors.models import digits_cnn, minilm, mobilenet_v2
-from compressors.models.bundle import ModelBundle
-from compressors.models.onnx_file import check_onnx_file
-from compressors.progress import ProgressFn
+from edgefarm.compressors.errors import BadModelError, UnknownModelError
+from edgefarm.compressors.models import digits_cnn, minilm, mobilenet_v2
+from edgefarm.compressors.models.bundle import ModelBundle
+from edgefarm.compressors.models.onnx_file import check_onnx_file
+from edgefarm.compressors.progress import ProgressFn
 
 __all__ = [
     "MODELS", "BadModelError", "ModelBundle", "UnknownModelError",

@@ -10,7 +10,7 @@ from pathlib import Path
 class TorchSource:
     """How to rebuild the float model in PyTorch.
 
-    builder names a function in compressors.models.torch_builders.BUILDERS that returns the
+    builder names a function in edgefarm.compressors.models.torch_builders.BUILDERS that returns the
     nn.Module (e.g. "digits-cnn", "mobilenet-v2"); width scales its channels (distillation
     students); state_dict is torch.save(model.state_dict()); train_npz holds x/y for
     fine-tuning; input_shape is one example input's shape, batch dimension included.

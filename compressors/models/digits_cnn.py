@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from compressors.cache import is_current_model, staged_directory
-from compressors.models.bundle import ModelBundle, TorchSource
-from compressors.progress import ProgressFn, report
+from edgefarm.compressors.cache import is_current_model, staged_directory
+from edgefarm.compressors.models.bundle import ModelBundle, TorchSource
+from edgefarm.compressors.progress import ProgressFn, report
 
 # Shared with the torch steps; tests/test_models.py checks it under this name.
-from compressors.torch_steps.training import deterministic_torch as _deterministic_torch
+from edgefarm.compressors.torch_steps.training import deterministic_torch as _deterministic_torch
 
 NAME = "digits-cnn"
 SEED = 0
@@ -70,7 +70,7 @@ def _train_and_export(out_dir: Path, progress: ProgressFn | None) -> None:
     # torch is imported here only, so using a cached model never pays its import time.
     import torch
 
-    from compressors.torch_steps.export import export_onnx
+    from edgefarm.compressors.torch_steps.export import export_onnx
 
     with _deterministic_torch(torch):
         started = time.perf_counter()
@@ -88,7 +88,7 @@ def _train_and_export(out_dir: Path, progress: ProgressFn | None) -> None:
 
 
 def _train(torch: Any, x_train: np.ndarray, y_train: np.ndarray, progress: ProgressFn | None) -> Any:
-    from compressors.models.torch_builders import digits_cnn
+    from edgefarm.compressors.models.torch_builders import digits_cnn
 
     net = digits_cnn()
     optimizer = torch.optim.Adam(net.parameters(), lr=PEAK_LEARNING_RATE)

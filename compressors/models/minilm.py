@@ -33,10 +33,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from compressors.cache import staged_directory
-from compressors.errors import BadModelError
-from compressors.models.bundle import ModelBundle
-from compressors.progress import ProgressFn, report
+from edgefarm.compressors.cache import staged_directory
+from edgefarm.compressors.errors import BadModelError
+from edgefarm.compressors.models.bundle import ModelBundle
+from edgefarm.compressors.progress import ProgressFn, report
 
 if TYPE_CHECKING:
     from torch import nn
@@ -179,7 +179,7 @@ def load_sentence_transformer(source: Path) -> Any:
 def _export_onnx(encoder: Any, path: Path, example: dict[str, np.ndarray]) -> None:
     import torch
 
-    from compressors.models.torch_module import export_module
+    from edgefarm.compressors.models.torch_module import export_module
 
     wrapped = _pooled_encoder(encoder[0].auto_model.eval())
     inputs = tuple(torch.from_numpy(example[name]) for name in INPUT_NAMES)
@@ -210,7 +210,7 @@ def _pooled_encoder(bert: Any) -> nn.Module:
 def _onnx_cosines(onnx_path: Path, inputs: dict[str, np.ndarray], reference: np.ndarray) -> np.ndarray:
     import onnxruntime
 
-    from compressors.evaluate import row_cosines
+    from edgefarm.compressors.evaluate import row_cosines
 
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     (embeddings,) = session.run(None, inputs)

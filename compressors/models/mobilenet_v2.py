@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from compressors.cache import is_current_model, staged_directory
-from compressors.models.bundle import ModelBundle, TorchSource
-from compressors.progress import ProgressFn, report
+from edgefarm.compressors.cache import is_current_model, staged_directory
+from edgefarm.compressors.models.bundle import ModelBundle, TorchSource
+from edgefarm.compressors.progress import ProgressFn, report
 
 if TYPE_CHECKING:
     from torch import nn
@@ -161,7 +161,7 @@ def load_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(x_train, y_train, x_eval, y_eval): digits-cnn's split with x scaled up to [N,1,96,96] float32."""
     import torch
 
-    from compressors.models.digits_cnn import load_split as digits_split
+    from edgefarm.compressors.models.digits_cnn import load_split as digits_split
 
     x_train, y_train, x_eval, y_eval = digits_split()
     return _upscaled(torch, x_train), y_train, _upscaled(torch, x_eval), y_eval
@@ -177,8 +177,8 @@ def _upscaled(torch: Any, images: np.ndarray) -> np.ndarray:
 def _train_and_export(out_dir: Path, progress: ProgressFn | None, arch: Architecture) -> None:
     import torch
 
-    from compressors.torch_steps.export import export_onnx
-    from compressors.torch_steps.training import deterministic_torch
+    from edgefarm.compressors.torch_steps.export import export_onnx
+    from edgefarm.compressors.torch_steps.training import deterministic_torch
 
     x_train, y_train, x_eval, y_eval = load_split()
     with deterministic_torch(torch, SEED):
@@ -199,7 +199,7 @@ def _train_and_export(out_dir: Path, progress: ProgressFn | None, arch: Architec
 def _train(x_train: np.ndarray, y_train: np.ndarray, progress: ProgressFn | None, arch: Architecture) -> Any:
     import torch
 
-    from compressors.torch_steps.training import TrainData, cross_entropy_loss, train
+    from edgefarm.compressors.torch_steps.training import TrainData, cross_entropy_loss, train
 
     net = network(arch.width, arch.stages)
     data = TrainData(torch.from_numpy(x_train), torch.from_numpy(y_train))

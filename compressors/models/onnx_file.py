@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from compressors.errors import BadModelError
+from edgefarm.compressors.errors import BadModelError
 
 # A serialized ModelProto starts with field 1 (ir_version, a varint): tag byte 0x08.
 # A file that starts this way but does not parse was most likely cut short.

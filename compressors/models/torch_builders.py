@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from compressors.errors import UnknownModelError
-from compressors.models.bundle import TorchSource
+from edgefarm.compressors.errors import UnknownModelError
+from edgefarm.compressors.models.bundle import TorchSource
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
@@ -39,14 +39,14 @@ def digits_cnn(width: float = 1.0) -> nn.Module:
 
 def mobilenet_v2(width: float = 1.0) -> nn.Module:
     """mobilenet-v2: 1x96x96 images in, 10 logits out; width is the paper's multiplier (the zoo model is 0.5)."""
-    from compressors.models import mobilenet_v2 as model
+    from edgefarm.compressors.models import mobilenet_v2 as model
 
     return model.network(width)
 
 
 def mobilenet_v2_w1(width: float = 1.0) -> nn.Module:
     """mobilenet-v2-w1: the paper's 17 blocks on 1x96x96 images; width 1.0 is the bundled model."""
-    from compressors.models import mobilenet_v2 as model
+    from edgefarm.compressors.models import mobilenet_v2 as model
 
     return model.network(width, model.PAPER_STAGES)
 

@@ -13,10 +13,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from compressors.cache import sha256_file, staged_directory
-from compressors.errors import BadModelError
-from compressors.models.bundle import ModelBundle
-from compressors.models.onnx_file import check_onnx_file
+from edgefarm.agent.digest import sha256_file
+from edgefarm.compressors.cache import staged_directory
+from edgefarm.compressors.errors import BadModelError
+from edgefarm.compressors.models.bundle import ModelBundle
+from edgefarm.compressors.models.onnx_file import check_onnx_file
 
 OPSET = 17
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # becomes a directory name in the cache

@@ -70,7 +70,7 @@ class TorchStep:
 
     def load(self) -> Callable:
         """The step function (imports its module, and torch with it)."""
-        return getattr(importlib.import_module(f"compressors.torch_steps.{self.module}"), self.function)
+        return getattr(importlib.import_module(f"edgefarm.compressors.torch_steps.{self.module}"), self.function)
 
 
 _AMOUNT = Param("amount", 0.5, 0.0, 1.0, high_open=True)

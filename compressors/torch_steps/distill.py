@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from compressors.models.torch_builders import build
-from compressors.progress import ProgressFn, report
-from compressors.torch_steps import ParamValue
-from compressors.torch_steps.training import BatchLoss, TorchModel, TrainData, train
+from edgefarm.compressors.models.torch_builders import build
+from edgefarm.compressors.progress import ProgressFn, report
+from edgefarm.compressors.torch_steps import ParamValue
+from edgefarm.compressors.torch_steps.training import BatchLoss, TorchModel, TrainData, train
 
 if TYPE_CHECKING:
     from torch import Tensor, nn

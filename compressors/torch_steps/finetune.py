@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from compressors.progress import ProgressFn
-from compressors.torch_steps import ParamValue
-from compressors.torch_steps.training import TorchModel, TrainData, cross_entropy_loss, train
+from edgefarm.compressors.progress import ProgressFn
+from edgefarm.compressors.torch_steps import ParamValue
+from edgefarm.compressors.torch_steps.training import TorchModel, TrainData, cross_entropy_loss, train
 
 
 def finetune(

@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from compressors.errors import CompressorError
-from compressors.progress import ProgressFn, report
-from compressors.torch_steps import ParamValue
-from compressors.torch_steps.training import TorchModel, TrainData, prunable_layers
+from edgefarm.compressors.errors import CompressorError
+from edgefarm.compressors.progress import ProgressFn, report
+from edgefarm.compressors.torch_steps import ParamValue
+from edgefarm.compressors.torch_steps.training import TorchModel, TrainData, prunable_layers
 
 if TYPE_CHECKING:
     from torch import Tensor, nn

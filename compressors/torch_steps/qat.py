@@ -2,7 +2,7 @@
 
 The step trains the float model under the quantization the deployment applies, then hands a float
 ONNX model to the chain's int8-static step, which quantizes it with the same settings
-(compressors.quantize.Int8Settings). So a QAT variant is the same fused graph as int8-static
+(edgefarm.compressors.quantize.Int8Settings). So a QAT variant is the same fused graph as int8-static
 (every Conv a QLinearConv, residual Adds QLinearAdds, int32 biases) with weights that learned to live
 with int8, rather than a graph of its own.
 
@@ -28,9 +28,9 @@ from collections.abc import Mapping
 import torch
 from torch import fx, nn
 
-from compressors.progress import ProgressFn, report
-from compressors.torch_steps import ParamValue
-from compressors.torch_steps.training import TorchModel, TrainData, cross_entropy_loss, prunable_layers, train
+from edgefarm.compressors.progress import ProgressFn, report
+from edgefarm.compressors.torch_steps import ParamValue
+from edgefarm.compressors.torch_steps.training import TorchModel, TrainData, cross_entropy_loss, prunable_layers, train
 
 UINT8_MAX = 255
 CALIBRATION_SAMPLES = 512  # of the training split; min/max ranges settle well before that

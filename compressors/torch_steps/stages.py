@@ -18,10 +18,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from compressors.cache import sha256_file, staged_directory
-from compressors.models.bundle import ModelBundle, TorchSource
-from compressors.progress import ProgressFn, report
-from compressors.torch_steps import TORCH_STEPS, ParamValue, TorchStep
+from edgefarm.agent.digest import sha256_file
+from edgefarm.compressors.cache import staged_directory
+from edgefarm.compressors.models.bundle import ModelBundle, TorchSource
+from edgefarm.compressors.progress import ProgressFn, report
+from edgefarm.compressors.torch_steps import TORCH_STEPS, ParamValue, TorchStep
 
 STAGE_FORMAT = 1  # bump when a step's output for the same inputs changes
 STAGES = "stages"
@@ -74,7 +75,7 @@ def source_digest(bundle: ModelBundle) -> str:
 
 def _torch_source(bundle: ModelBundle) -> TorchSource:
     if bundle.torch_source is None:
-        from compressors.errors import BadModelError
+        from edgefarm.compressors.errors import BadModelError
 
         raise BadModelError(f"{bundle.name} has no PyTorch source, so torch steps cannot run on it; "
                             f"a model given as an ONNX file takes only ONNX-level steps")
@@ -110,7 +111,7 @@ def _run_stage(
 ) -> None:
     import torch
 
-    from compressors.torch_steps.training import deterministic_torch
+    from edgefarm.compressors.torch_steps.training import deterministic_torch
 
     with deterministic_torch(torch):
         record = _train_and_export(bundle, step, params, out_dir, progress)
@@ -124,9 +125,9 @@ def _train_and_export(
 ) -> dict[str, Any]:
     import torch
 
-    from compressors.models.torch_builders import load_module
-    from compressors.torch_steps.stats import model_stats
-    from compressors.torch_steps.training import TorchModel, TrainData
+    from edgefarm.compressors.models.torch_builders import load_module
+    from edgefarm.compressors.torch_steps.stats import model_stats
+    from edgefarm.compressors.torch_steps.training import TorchModel, TrainData
 
     source = _torch_source(bundle)
     model = TorchModel(load_module(source), source.builder, source.width, source.input_shape)
@@ -147,7 +148,7 @@ def _export(
     bundle: ModelBundle, step: TorchStep, module: Any, input_shape: tuple[int, ...], path: Path,
     progress: ProgressFn | None,
 ) -> None:
-    from compressors.torch_steps.export import OnnxInterface, export_onnx
+    from edgefarm.compressors.torch_steps.export import OnnxInterface, export_onnx
 
     report(progress, "export", 0.0)
     export_onnx(module, input_shape, path, OnnxInterface.of(bundle.onnx_path))
@@ -158,7 +159,7 @@ def _accuracy(bundle: ModelBundle, onnx_path: Path) -> float | None:
     # Each stage's own accuracy: where a chain loses accuracy, and how much fine-tuning wins back.
     if bundle.eval_npz is None:
         return None
-    from compressors.evaluate import METRICS
+    from edgefarm.compressors.evaluate import METRICS
 
     return METRICS[bundle.metric](onnx_path, bundle.eval_npz)
 
@@ -170,7 +171,7 @@ def distilled_model(
 
     It is the `distill` stage's result (cached like any stage), named after its teacher and width.
     """
-    from compressors.errors import RecipeParamsError
+    from edgefarm.compressors.errors import RecipeParamsError
 
     step = TORCH_STEPS["distill"]
     params = {param.name: param.default for param in step.params} | {"width": width}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from compressors.torch_steps.training import prunable_layers, trainable_weight
+from edgefarm.compressors.torch_steps.training import prunable_layers, trainable_weight
 
 if TYPE_CHECKING:
     from torch import nn

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from compressors.progress import ProgressFn, report
+from edgefarm.compressors.progress import ProgressFn, report
 
 if TYPE_CHECKING:
     from torch import Tensor, nn

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 
-from controller import __version__
-from controller.cli import ca, demo, devices, nightly, provision, report, run, runs
-from controller.cli.common import CliError
+from edgefarm.controller import __version__
+from edgefarm.controller.cli import ca, demo, devices, nightly, provision, report, run, runs
+from edgefarm.controller.cli.common import CliError
 
 SUBCOMMANDS = (demo, run, runs, report, devices, nightly, provision, ca)
 EXAMPLES = """examples:
@@ -22,6 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgefarm", description="Benchmark compressed models on edge devices.",
                                      epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--log-level", default=os.environ.get("EDGEFARM_LOG_LEVEL", "WARNING"),
+                        type=str.upper, choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                        help="log records on stderr from this level (default: $EDGEFARM_LOG_LEVEL or WARNING)")
     sub = parser.add_subparsers(dest="command", required=True)
     for module in SUBCOMMANDS:
         module.register(sub)
@@ -30,25 +35,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """Errors that mean "fix your input", printed as one line with exit code 2."""
-    from compressors.errors import CompressorError
-    from controller.ca import CaError
-    from controller.client import AgentRejectedError, AgentUnreachableError
-    from controller.input_plan import InputPlanError
-    from controller.leases import LeaseError
-    from controller.local_agent import LocalAgentError
-    from controller.nightly import BaselineError
-    from controller.pipeline import PlanError
-    from controller.scheduler import PlanError as MatrixPlanError
-    from controller.store import StoreError
-    from controller.yaml_nodes import ConfigError
+    from edgefarm.compressors.errors import CompressorError
+    from edgefarm.controller.agents.client import AgentRejectedError, AgentUnreachableError
+    from edgefarm.controller.agents.local_agent import LocalAgentError
+    from edgefarm.controller.config.yaml_nodes import ConfigError
+    from edgefarm.controller.leases import LeaseError
+    from edgefarm.controller.nightly.run import BaselineError
+    from edgefarm.controller.planning.input_plan import InputPlanError
+    from edgefarm.controller.planning.run_plan import PlanError
+    from edgefarm.controller.planning.scheduler import PlanError as MatrixPlanError
+    from edgefarm.controller.provision.ca import CaError
+    from edgefarm.controller.results.store import StoreError
 
     return (CliError, CompressorError, ConfigError, AgentUnreachableError, AgentRejectedError,
             LocalAgentError, StoreError, PlanError, LeaseError, BaselineError, MatrixPlanError, InputPlanError,
             CaError)
 
 
+def configure_logging(level: str) -> None:
+    """Library code logs through logging.getLogger(__name__); the console shows the run itself, so
+    by default only warnings reach stderr. Other libraries stay at WARNING whatever is asked."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
+    logging.getLogger("edgefarm").setLevel(level)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_logging(args.log_level)
     try:
         return args.handler(args)
     except user_errors() as exc:

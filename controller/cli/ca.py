@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from controller.cli.common import CliError
+from edgefarm.controller.cli.common import CliError
 
 EXAMPLES = """examples:
   edgefarm ca init                      # in the user config dir (edgefarm/ca)
@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def execute_init(args: argparse.Namespace) -> int:
-    from controller.ca import (
+    from edgefarm.controller.provision.ca import (
         CA_CERT_FILE,
         CA_KEY_FILE,
         CONTROLLER_NAME,

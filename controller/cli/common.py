@@ -7,7 +7,7 @@ from pathlib import Path
 
 import platformdirs
 
-from controller.pipeline import MeasureSettings
+from edgefarm.controller.planning.run_plan import MeasureSettings
 
 
 class CliError(Exception):
@@ -18,27 +18,28 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("EDGEFARM_CACHE_DIR") or platformdirs.user_cache_dir("edgefarm"))
 
 
-def default_db() -> Path:
+def default_db() -> str:
     from_env = os.environ.get("EDGEFARM_DB")
     return results_db(from_env, "EDGEFARM_DB") if from_env else \
-        Path(platformdirs.user_data_dir("edgefarm")) / "results.sqlite"
+        str(Path(platformdirs.user_data_dir("edgefarm")) / "results.sqlite")
 
 
-def results_db(value: str, where: str = "--db") -> Path:
-    """A results database path: a file path or sqlite:///path. Any other URL is refused: taken as a
-    path, 'postgresql://host/db' would quietly become a local SQLite file named 'postgresql:/host/db'."""
-    if value.startswith("sqlite:///"):  # sqlite:///relative/path, sqlite:////absolute/path (SQLAlchemy's form)
-        return Path(value[len("sqlite:///"):])
-    if "://" in value:
-        raise CliError(f"{where} {value}: this release keeps results in SQLite only; give a file path or "
-                       f"sqlite:///path (a shared PostgreSQL results store is planned; leases already take "
-                       f"--leases postgresql://…)")
-    return Path(value)
+def results_db(value: str, where: str = "--db") -> str:
+    """A results database: a file path, sqlite:///path or postgresql://user@host/db. Any other URL is
+    refused: taken as a path, 'mysql://host/db' would quietly become a local SQLite file named 'mysql:/host/db'."""
+    from edgefarm.controller.results.store import StoreError, database_url
+
+    try:
+        database_url(value, where)
+    except StoreError as exc:
+        raise CliError(str(exc)) from None
+    return value
 
 
 def add_storage_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", type=str, default=None,
-                        help="results database (SQLite file; default: $EDGEFARM_DB or the user data dir)")
+                        help="results database: a SQLite file, sqlite:///path or postgresql://user@host/db "
+                             "(default: $EDGEFARM_DB or a file in the user data dir)")
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="models and compressed variants (default: $EDGEFARM_CACHE_DIR or the user cache dir)")
 
@@ -76,14 +77,19 @@ def cache_dir(args: argparse.Namespace) -> Path:
     return args.cache_dir or default_cache_dir()
 
 
-def db_path(args: argparse.Namespace) -> Path:
+def db_path(args: argparse.Namespace) -> str:
     return results_db(args.db) if args.db else default_db()
 
 
 def leases_url(args: argparse.Namespace) -> str:
-    """--leases, else $EDGEFARM_LEASES, else a SQLite file beside the results database."""
-    from controller.leases import sqlite_url
+    """--leases, else $EDGEFARM_LEASES, else beside the results: the same PostgreSQL database, or a
+    SQLite file next to the results file."""
+    from edgefarm.controller.leases import sqlite_url
 
+    explicit = getattr(args, "leases", None) or os.environ.get("EDGEFARM_LEASES")
+    if explicit:
+        return explicit
     db = db_path(args) if getattr(args, "db", None) else default_db()
-    return getattr(args, "leases", None) or os.environ.get("EDGEFARM_LEASES") or \
-        sqlite_url(db.with_name("leases.sqlite"))
+    if db.startswith(("postgresql://", "postgres://")):
+        return db
+    return sqlite_url(Path(db.removeprefix("sqlite:///")).with_name("leases.sqlite"))

@@ -5,9 +5,9 @@ import argparse
 import json
 from pathlib import Path
 
-from controller.cli.common import add_measure_flags, add_storage_flags
-from controller.cli.run import run_and_report
-from controller.pipeline import PhaseTimes, Target
+from edgefarm.controller.cli.common import add_measure_flags, add_storage_flags
+from edgefarm.controller.cli.run import run_and_report
+from edgefarm.controller.planning.run_plan import PhaseTimes, Target
 
 DEMO_MODEL = "digits-cnn"
 DEMO_RECIPES = ("fp32", "fp16", "int8-dynamic", "int8-static")

@@ -11,10 +11,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from controller.cli.common import CliError, leases_url
-from controller.client import AgentClient, AgentUnreachableError
-from controller.inventory import load_inventory
-from controller.leases import DeviceState, LeaseError, LeaseManager, format_time, open_lease_manager
+from edgefarm.controller.agents.client import AgentClient, AgentUnreachableError
+from edgefarm.controller.cli.common import CliError, leases_url
+from edgefarm.controller.config.inventory import load_inventory
+from edgefarm.controller.leases import DeviceState, LeaseError, LeaseManager, format_time, open_lease_manager
 
 EXAMPLES = """examples:
   edgefarm devices check devices.yaml

@@ -4,11 +4,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from controller.cli.common import add_storage_flags, cache_dir, db_path, leases_url
-from controller.console import RunConsole
-from controller.farm_run import FarmRun, FarmRunConfig
-from controller.nightly import run_nightly
-from controller.store import ResultStore
+from edgefarm.controller.cli.common import add_storage_flags, cache_dir, db_path, leases_url
+from edgefarm.controller.console import RunConsole
+from edgefarm.controller.execution.farm_run import FarmRun, FarmRunConfig
+from edgefarm.controller.nightly.run import run_nightly
+from edgefarm.controller.results.store import ResultStore
 
 EXAMPLES = """examples:
   edgefarm nightly --matrix nightly.yaml --baseline last-good --out nightly-out

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from controller.cli.common import CliError
-from controller.inventory import load_inventory
+from edgefarm.controller.cli.common import CliError
+from edgefarm.controller.config.inventory import load_inventory
 
 EXAMPLES = """examples:
   edgefarm provision jetson-orin-01 --devices devices.yaml --ssh-user nvidia --accept-new-host-key
@@ -51,8 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def execute(args: argparse.Namespace) -> int:
     # paramiko and cryptography load only for this command, not for every edgefarm call
-    from controller.ca import CaError, default_ca_dir
-    from controller.provision import InstallSettings, ProvisionError, SshSettings, provision
+    from edgefarm.controller.provision.ca import CaError, default_ca_dir
+    from edgefarm.controller.provision.deploy import InstallSettings, ProvisionError, SshSettings, provision
 
     device = load_inventory(args.devices or Path("devices.yaml")).get(args.device)
     ssh = SshSettings(args.ssh_user or getpass.getuser(), args.ssh_port, args.ssh_key, args.known_hosts,
@@ -74,7 +74,7 @@ def _agent_wheel(wheel: Path | None) -> Iterator[Path]:
     if wheel is not None:
         yield wheel
         return
-    from controller.provision import build_agent_wheel, source_checkout
+    from edgefarm.controller.provision.deploy import build_agent_wheel, source_checkout
 
     with tempfile.TemporaryDirectory(prefix="edgefarm-wheel-") as out_dir:
         print("building the agent wheel from this checkout")

@@ -4,9 +4,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from controller.cli.common import CliError, add_storage_flags, db_path
-from controller.results_frame import results_frame
-from controller.store import ResultStore
+from edgefarm.controller.cli.common import CliError, add_storage_flags, db_path
+from edgefarm.controller.results.frame import results_frame
+from edgefarm.controller.results.store import ResultStore
 
 EXAMPLES = """examples:
   edgefarm report latest --html report.html
@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
-    from controller.reports import write_csv, write_html
+    from edgefarm.controller.reports import write_csv, write_html
 
     store = ResultStore(db_path(args))
     run_id = store.latest_run() if args.run_id == "latest" else args.run_id

@@ -4,11 +4,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from contextlib import nullcontext
 from pathlib import Path
 
-from controller.board_lease import board_lease
-from controller.cli.common import (
+from edgefarm.controller.cli.common import (
     CliError,
     add_measure_flags,
     add_storage_flags,
@@ -17,12 +15,13 @@ from controller.cli.common import (
     leases_url,
     measure_settings,
 )
-from controller.console import RunConsole, fidelity_cell, inputs_cell, summary_table
-from controller.input_plan import parse_shape_args
-from controller.pipeline import AS_IS, PhaseTimes, RunExecutor, RunOutcome, RunPlan, Target
-from controller.results_frame import results_frame
-from controller.store import ResultStore
-from controller.targets import resolve_target
+from edgefarm.controller.config.targets import resolve_target
+from edgefarm.controller.console import RunConsole, fidelity_cell, inputs_cell, summary_table
+from edgefarm.controller.execution.single_run import RunExecutor
+from edgefarm.controller.planning.input_plan import parse_shape_args
+from edgefarm.controller.planning.run_plan import AS_IS, PhaseTimes, RunOutcome, RunPlan, Target
+from edgefarm.controller.results.frame import results_frame
+from edgefarm.controller.results.store import ResultStore
 
 EXAMPLES = """examples:
   edgefarm run digits-cnn --local --recipe fp32 --recipe int8-static
@@ -88,11 +87,10 @@ def run_and_report(model: str, recipes: tuple[str, ...], target: Target, args: a
     store = ResultStore(db_path(args))
     times = times or PhaseTimes()
     run_id = store.new_run(command)
-    lease = board_lease(target.name, leases_url(args), f"edgefarm {command}") if target.address \
-        else nullcontext()  # the embedded local agent is this run's own
+    leases = leases_url(args) if target.address else None  # the embedded local agent is this run's own
     try:
-        with lease, ui.live():
-            outcome = RunExecutor(store, ui, times).execute(plan, run_id)
+        with ui.live():
+            outcome = RunExecutor(store, ui, times, leases).execute(plan, run_id)
     except BaseException:
         store.finish_run(run_id, "failed")
         raise
@@ -105,7 +103,7 @@ def run_and_report(model: str, recipes: tuple[str, ...], target: Target, args: a
 
 def data_file(args: argparse.Namespace, name: str) -> Path | None:
     """--calib-data / --eval-data as an .npz: a folder of images is turned into one with --preprocess."""
-    from compressors.images import folder_to_npz, is_image_folder, parse_preprocess
+    from edgefarm.compressors.images import folder_to_npz, is_image_folder, parse_preprocess
 
     path, flag = getattr(args, name, None), "--" + name.replace("_", "-")
     if path is None or not is_image_folder(path):
@@ -120,7 +118,7 @@ def data_file(args: argparse.Namespace, name: str) -> Path | None:
 def check_recipes(recipes: tuple[str, ...]) -> None:
     """Named recipes and one-line chains ('structured-prune(0.5) -> finetune -> int8-static') are
     validated before any training starts; a bad one raises the compressors' own clear error."""
-    from compressors.recipes import get_recipe
+    from edgefarm.compressors.recipes import get_recipe
 
     for recipe in recipes:
         get_recipe(recipe)
@@ -144,7 +142,7 @@ def show(store: ResultStore, outcome: RunOutcome, args: argparse.Namespace, ui: 
 
 
 def write_reports(frame, out: Path, ui: RunConsole, title: str) -> tuple[Path, Path]:
-    from controller.reports import write_csv, write_html
+    from edgefarm.controller.reports import write_csv, write_html
 
     out.mkdir(parents=True, exist_ok=True)
     csv_path, html_path = write_csv(frame, out / "report.csv"), write_html(frame, out / "report.html", title)

@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from controller.cli.common import add_storage_flags, db_path
-from controller.store import ResultStore
+from edgefarm.controller.cli.common import add_storage_flags, db_path
+from edgefarm.controller.results.store import ResultStore
 
 EXAMPLES = """examples:
   edgefarm runs

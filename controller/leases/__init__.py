@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 
-from controller.leases.base import (
+from edgefarm.controller.leases.base import (
     DeviceQuarantinedError,
     DeviceState,
     Lease,
@@ -20,7 +20,7 @@ from controller.leases.base import (
     default_owner,
     format_time,
 )
-from controller.leases.heartbeat import Heartbeat
+from edgefarm.controller.leases.heartbeat import Heartbeat
 
 __all__ = ["DeviceQuarantinedError", "DeviceState", "Heartbeat", "Lease", "LeaseError", "LeaseLost",
            "LeaseManager", "URL_FORMS", "default_owner", "format_time", "open_lease_manager", "sqlite_url"]
@@ -41,7 +41,7 @@ def open_lease_manager(url: str) -> LeaseManager:
 
 
 def _open_sqlite(url: str) -> LeaseManager:
-    from controller.leases.sqlite import SqliteLeaseManager
+    from edgefarm.controller.leases.sqlite import SqliteLeaseManager
 
     path = url[len("sqlite://"):]
     if not path:
@@ -51,7 +51,7 @@ def _open_sqlite(url: str) -> LeaseManager:
 
 def _open_postgres(url: str) -> LeaseManager:
     try:
-        from controller.leases.postgres import PostgresLeaseManager
+        from edgefarm.controller.leases.postgres import PostgresLeaseManager
     except ImportError as exc:   # psycopg comes with the controller extra
         raise LeaseError(f"PostgreSQL leases need psycopg: pip install 'edgefarm[controller]' ({exc})") from exc
     return PostgresLeaseManager(url)

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 
-from controller.leases.base import Lease, LeaseError, LeaseLost, LeaseManager
+from edgefarm.agent.sensors.base import SYSTEM_CLOCK, WaitClock
+from edgefarm.controller.leases.base import Lease, LeaseError, LeaseLost, LeaseManager
 
 
 class Heartbeat:
@@ -15,15 +15,17 @@ class Heartbeat:
     lost (it expired, maybe taken by another owner), the thread stops, `lost` holds the
     LeaseLost and `on_lost` is called with it; check() raises it, so the job can stop using the
     board at its next safe point. A database that does not answer is retried on the next beat
-    until the lease would have run out, then counts as lost too.
+    until the lease would have run out, then counts as lost too. `clock` is the real one
+    unless a test ticks its own.
     """
 
     def __init__(self, manager: LeaseManager, lease: Lease, interval_s: float | None = None,
-                 on_lost: Callable[[LeaseLost], None] | None = None) -> None:
+                 on_lost: Callable[[LeaseLost], None] | None = None, clock: WaitClock = SYSTEM_CLOCK) -> None:
         self._manager = manager
         self._lease = lease
         self.interval_s = interval_s if interval_s is not None else lease.ttl_s / 3
         self._on_lost = on_lost
+        self._clock = clock
         self.lost: LeaseLost | None = None
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"lease-heartbeat-{lease.device}", daemon=True)
@@ -63,16 +65,17 @@ class Heartbeat:
         self.release()
 
     def _beat(self) -> None:
-        last_renewed = time.monotonic()
-        while not self._stopping.wait(self.interval_s):
+        now, wait = self._clock.now, self._clock.wait
+        last_renewed = now()
+        while not wait(self._stopping, self.interval_s):
             try:
                 self._lease = self._manager.renew(self._lease)
-                last_renewed = time.monotonic()
+                last_renewed = now()
             except LeaseLost as exc:
                 self._flag(exc)
                 return
             except LeaseError as exc:
-                if time.monotonic() - last_renewed >= self._lease.ttl_s:
+                if now() - last_renewed >= self._lease.ttl_s:
                     self._flag(LeaseLost(f"lease on {self._lease.device!r} not renewed for "
                                          f"{self._lease.ttl_s:g} s, so it has run out: {exc}"))
                     return

@@ -16,7 +16,15 @@ from typing import Any
 import psycopg
 from psycopg import conninfo
 
-from controller.leases.base import ROW_COLUMNS, DeviceState, Lease, LeaseError, LeaseManager, lost_error, state_from_row
+from edgefarm.controller.leases.base import (
+    ROW_COLUMNS,
+    DeviceState,
+    Lease,
+    LeaseError,
+    LeaseManager,
+    lost_error,
+    state_from_row,
+)
 
 # Serialises CREATE TABLE IF NOT EXISTS between controllers starting at once (it is not atomic).
 _SCHEMA_LOCK_KEY = 0x6564676566617266   # "edgefarm"

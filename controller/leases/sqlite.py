@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from controller.leases.base import (
+from edgefarm.controller.leases.base import (
     ROW_COLUMNS,
     DeviceState,
     Lease,

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from controller.reports.frame import report_columns, require_report_frame
+from edgefarm.controller.reports.frame import report_columns, require_report_frame
 
 
 def write_csv(df: pd.DataFrame, path: Path) -> Path:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from controller.reports.frame import require_accuracy_fraction, require_report_frame, throttled_mask
-from controller.reports.plots import Plot, report_plots
-from controller.reports.table import THROTTLED_FLAG, summary_table
+from edgefarm.controller.reports.frame import require_accuracy_fraction, require_report_frame, throttled_mask
+from edgefarm.controller.reports.plots import Plot, report_plots
+from edgefarm.controller.reports.table import THROTTLED_FLAG, summary_table
 
 # Belt and braces for "opens offline": even if something slipped a URL in, the browser may not fetch it.
 CONTENT_SECURITY_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"

@@ -22,15 +22,15 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from controller.reports.cells import binary_size
-from controller.reports.frame import (
+from edgefarm.controller.reports.cells import binary_size
+from edgefarm.controller.reports.frame import (
     series_labels,
     sort_results,
     throttled_mask,
     variant_labels,
     variant_order,
 )
-from controller.reports.pareto import pareto_front
+from edgefarm.controller.reports.pareto import pareto_front
 
 # Controllers and CI are headless. Figures are built as Figure objects, never through pyplot, so
 # reports do not pile up in pyplot's global figure registry.

@@ -7,8 +7,8 @@ from html import escape
 
 import pandas as pd
 
-from controller.reports.cells import binary_size, cosine, decibels, format_value, integer, percent, significant
-from controller.reports.frame import report_columns, sort_results, throttled_mask
+from edgefarm.controller.reports.cells import binary_size, cosine, decibels, format_value, integer, percent, significant
+from edgefarm.controller.reports.frame import report_columns, sort_results, throttled_mask
 
 THROTTLED_FLAG = "throttled"
 

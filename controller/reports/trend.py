@@ -5,7 +5,7 @@ import matplotlib
 import pandas as pd
 from matplotlib.figure import Figure
 
-from controller.reports.plots import PLOT_STYLE, Plot, figure_svg
+from edgefarm.controller.reports.plots import PLOT_STYLE, Plot, figure_svg
 
 TREND_COLUMNS = ("run_id", "night", "series", "latency_p50_ms", "verdict")
 

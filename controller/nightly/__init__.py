@@ -1,0 +1,1 @@
+"""Nightly regression runs: baseline, verdicts on raw samples, confirmation re-runs, JUnit."""

@@ -1,0 +1,67 @@
+"""Regression verdicts as JUnit XML, the format CI dashboards (Jenkins, GitLab, GitHub checks) read.
+
+One testcase per (model, recipe, device, backend). A confirmed regression is a <failure> carrying the
+numbers; an incomparable pair is <skipped> with the reason, because nothing was judged; everything
+else passes, with the verdict and its numbers in <system-out> so a dashboard shows why.
+"""
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable
+from pathlib import Path
+
+from edgefarm.controller.nightly.regression import Outcome, Verdict
+
+
+def junit_element(verdicts: Iterable[Verdict], suite_name: str = "edgefarm-regressions") -> ET.Element:
+    verdicts = list(verdicts)
+    _reject_duplicate_keys(verdicts)
+    failures = sum(v.outcome is Outcome.REGRESSED for v in verdicts)
+    skipped = sum(v.outcome is Outcome.INCOMPARABLE for v in verdicts)
+    counts = {"tests": str(len(verdicts)), "failures": str(failures), "errors": "0", "skipped": str(skipped)}
+    suites = ET.Element("testsuites", name=suite_name, **counts)
+    suite = ET.SubElement(suites, "testsuite", name=suite_name, **counts)
+    for verdict in verdicts:
+        suite.append(testcase(verdict))
+    return suites
+
+
+def testcase(verdict: Verdict) -> ET.Element:
+    key = verdict.key
+    case = ET.Element("testcase", classname=f"{key.model}.{key.recipe}", name=f"{key.device}.{key.backend}",
+                      time="0")
+    if verdict.outcome is Outcome.REGRESSED:
+        failure = ET.SubElement(case, "failure", type="regression",
+                                message=f"regressed: median {verdict.ratio - 1:+.1%}, ratio {verdict.ratio:.4f}, "
+                                        f"CI [{verdict.ci_low:.4f}, {verdict.ci_high:.4f}]")
+        failure.text = f"{verdict.numbers()}\n{verdict.reason}"
+    elif verdict.outcome is Outcome.INCOMPARABLE:
+        ET.SubElement(case, "skipped", message=f"incomparable: {verdict.reason}")
+    ET.SubElement(case, "system-out").text = _summary(verdict)
+    return case
+
+
+def junit_xml(verdicts: Iterable[Verdict], suite_name: str = "edgefarm-regressions") -> str:
+    element = junit_element(verdicts, suite_name)
+    ET.indent(element)
+    return ET.tostring(element, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def write_junit(verdicts: Iterable[Verdict], path: Path, suite_name: str = "edgefarm-regressions") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(junit_xml(verdicts, suite_name), encoding="utf-8")
+
+
+def _summary(verdict: Verdict) -> str:
+    if verdict.outcome is Outcome.INCOMPARABLE:
+        return f"{verdict.outcome}: {verdict.reason}"
+    return f"{verdict.outcome}: {verdict.reason}\n{verdict.numbers()}"
+
+
+def _reject_duplicate_keys(verdicts: list[Verdict]) -> None:
+    # Two verdicts for one key would be two testcases with one name; a dashboard would show either.
+    seen = set()
+    for verdict in verdicts:
+        if verdict.key in seen:
+            raise ValueError(f"two verdicts for {verdict.key.label()}: pass the confirmed one only")
+        seen.add(verdict.key)

@@ -1,0 +1,150 @@
+"""Nightly mode: run the matrix, compare each (model, recipe, device, backend) with the
+baseline night on raw samples, re-run suspects once on a fresh lease, write CSV/HTML/JUnit,
+and fail (exit 1) only on a confirmed regression."""
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from edgefarm.controller.console import RunConsole
+from edgefarm.controller.execution.farm_run import FarmRun, FarmRunConfig
+from edgefarm.controller.nightly.junit import write_junit
+from edgefarm.controller.nightly.regression import (
+    BenchmarkKey,
+    Outcome,
+    RegressionPolicy,
+    Sample,
+    Verdict,
+    compare,
+    confirm,
+    exit_code,
+    sample_of,
+)
+from edgefarm.controller.planning.run_plan import model_name
+from edgefarm.controller.reports import write_csv, write_html
+from edgefarm.controller.reports.trend import trend_plot
+from edgefarm.controller.results.frame import results_frame
+from edgefarm.controller.results.store import ResultStore, StoredResult
+
+KIND = "nightly"
+HISTORY_NIGHTS = 14
+
+
+class BaselineError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class NightlyReport:
+    run_id: str
+    baseline: str | None
+    verdicts: tuple[Verdict, ...]
+    exit_code: int
+
+
+def run_nightly(config: FarmRunConfig, store: ResultStore, ui: RunConsole, baseline: str, out: Path) -> NightlyReport:
+    farm = FarmRun(config, store, ui)
+    base_id = resolve_baseline(store, baseline)
+    tonight = farm.start(kind=KIND)
+    if tonight.interrupted:
+        raise KeyboardInterrupt
+    verdicts = _first_pass(store, base_id, tonight.run_id, farm)
+    verdicts = _confirm_suspects(store, base_id, tonight.run_id, verdicts, farm)
+    code = exit_code(verdicts)
+    store.set_verdict(tonight.run_id, "regressed" if code else "good")
+    _write_outputs(store, tonight.run_id, base_id, verdicts, out)
+    return NightlyReport(tonight.run_id, base_id, tuple(verdicts), code)
+
+
+def resolve_baseline(store: ResultStore, baseline: str) -> str | None:
+    """'last-good': the newest night without a confirmed regression (None on the first night)."""
+    if baseline != "last-good":
+        if not store.run_exists(baseline):
+            raise BaselineError(f"baseline run {baseline!r} is not in {store.path}; use 'last-good' or a run id")
+        return baseline
+    return next((run_id for run_id, verdict in store.runs_of_kind(KIND, 100) if verdict == "good"), None)
+
+
+def _key(r: StoredResult) -> BenchmarkKey:
+    return BenchmarkKey(r.job.model, r.job.variant, r.job.device, r.job.backend)
+
+
+def _planned(r: StoredResult) -> tuple[str, str, str, str]:
+    """What a night asked for: model, recipe, target (a device or a pool) and backend. Nights are
+    matched on this, so a pool job that lands on another board than last night is still compared,
+    and the board difference makes it incomparable rather than a new benchmark."""
+    return r.job.model, r.job.variant, r.target or r.job.device, r.job.backend
+
+
+def _sample(key: BenchmarkKey, r: StoredResult) -> Sample:
+    sample = sample_of(key, r.result)
+    return replace(sample, fingerprint={**sample.fingerprint, "board": r.job.device})
+
+
+def _compare(base: StoredResult, tonight: StoredResult, policy: RegressionPolicy) -> Verdict:
+    key = _key(tonight)
+    return compare(_sample(key, base), _sample(key, tonight), policy)
+
+
+def _first_pass(store: ResultStore, base_id: str | None, run_id: str, farm: FarmRun) -> list[Verdict]:
+    tonight = {_planned(r): r for r in store.results(run_id)}
+    if base_id is None:
+        return [Verdict(_key(r), Outcome.UNCHANGED, "first night: no baseline yet; tonight becomes the baseline")
+                for r in tonight.values()]
+    base = {_planned(r): r for r in store.results(base_id)}
+    policy = farm.matrix.regression
+    return [_compare(base[k], r, policy) if k in base
+            else Verdict(_key(r), Outcome.UNCHANGED, "new benchmark: nothing to compare with yet")
+            for k, r in tonight.items()]
+
+
+def _confirm_suspects(store: ResultStore, base_id: str | None, tonight_id: str, verdicts: list[Verdict],
+                      farm: FarmRun) -> list[Verdict]:
+    suspects = [v for v in verdicts if v.outcome is Outcome.SUSPECT]
+    if not suspects:
+        return verdicts
+    # Each re-run is pinned to its suspect's board: confirming on another board of a pool would compare boards.
+    pins = {p.key: v.key.device for p in farm.planned for v in suspects
+            if (model_name(p.model), p.recipe) == (v.key.model, v.key.recipe) and v.key.device in p.candidates}
+    rerun = farm.start(kind=f"{KIND}-rerun", only=pins)  # a new run: fresh leases, fresh workers
+    again = {_key(r): r for r in store.results(rerun.run_id)}
+    base = {_planned(r): r for r in store.results(base_id)}
+    tonight = {_key(r): r for r in store.results(tonight_id)}
+    policy = farm.matrix.regression
+    return [confirm(v, _compare(base[_planned(tonight[v.key])], again[v.key], policy))
+            if v.outcome is Outcome.SUSPECT and v.key in again else v for v in verdicts]
+
+
+def _write_outputs(store: ResultStore, run_id: str, base_id: str | None, verdicts: list[Verdict],
+                   out: Path) -> None:
+    frame = results_frame(store, run_id)
+    out.mkdir(parents=True, exist_ok=True)
+    write_junit(verdicts, out / "junit.xml")
+    if frame.empty:
+        return
+    write_csv(frame, out / "report.csv")
+    write_html(frame, out / "report.html", f"edgefarm nightly {run_id}", extra_plots=[trend_plot(history(store))],
+               preamble_html=verdict_table(verdicts, base_id))
+
+
+def history(store: ResultStore, nights: int = HISTORY_NIGHTS) -> pd.DataFrame:
+    rows = []
+    for run_id, verdict in reversed(store.runs_of_kind(KIND, nights)):
+        for r in store.results(run_id):
+            night = datetime.fromtimestamp(r.measured_at, UTC).strftime("%m-%d %H:%M")
+            rows.append({"run_id": run_id, "night": f"{night} {run_id[-6:]}", "series": _key(r).label(),
+                         "latency_p50_ms": r.result.latency.p50_ms, "verdict": verdict or ""})
+    return pd.DataFrame(rows, columns=["run_id", "night", "series", "latency_p50_ms", "verdict"])
+
+
+def verdict_table(verdicts: list[Verdict], base_id: str | None) -> str:
+    head = f"<h2>Verdicts against {html.escape(base_id or 'no baseline (first night)')}</h2>"
+    rows = "".join(f"<tr><td>{html.escape(v.key.label())}</td><td>{v.outcome.value}</td>"
+                   f"<td>{'' if v.ratio != v.ratio else f'{v.ratio:.3f}'}</td><td>{html.escape(v.reason)}</td></tr>"
+                   for v in verdicts)
+    return (f'{head}\n<div class="table-wrap"><table class="results"><thead><tr><th>benchmark</th>'
+            f"<th>verdict</th><th>median ratio</th><th>why</th></tr></thead><tbody>{rows}</tbody></table></div>")

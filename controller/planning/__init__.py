@@ -1,0 +1,1 @@
+"""Pure planning: which jobs a matrix makes, which board and backend each gets, and every input shape settled."""

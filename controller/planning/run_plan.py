@@ -1,0 +1,113 @@
+"""What a run is asked to do, as plain typed data: the model, recipes, target board and measuring
+policy, and the job spec a board receives. Pure: config loading and the CLI import it freely."""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from edgefarm.controller.agents.records import JobSpec
+from edgefarm.controller.config.inventory import BackendSettings
+from edgefarm.controller.planning.input_plan import ShapeList
+from edgefarm.controller.planning.job_inputs import JobInputs
+from edgefarm.controller.results.store import JobRecord
+
+if TYPE_CHECKING:  # compressors (torch, onnx) stay out of plain planning imports
+    from edgefarm.compressors.models import ModelBundle
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    address: str | None            # None: start the embedded local agent
+    backends: tuple[str, ...] = ("onnxruntime", "litert")
+    settings: Mapping[str, BackendSettings] = field(default_factory=dict)  # from devices.yaml
+
+@dataclass(frozen=True)
+class MeasureSettings:
+    warmup_iterations: int = 10
+    warmup_seconds: float = 0.5
+    min_iterations: int = 10
+    min_seconds: float = 3.0
+    max_iterations: int = 100_000
+    max_seconds: float = 60.0
+    timeout_seconds: float = 600.0
+    batch_size: int | None = None     # None: 1, or what the input shapes imply
+    streams: int = 1                  # throughput mode: concurrent streams on the board
+
+@dataclass(frozen=True)
+class RunPlan:
+    model: str                      # registry name, or a path to an .onnx or .tflite file
+    recipes: tuple[str, ...]
+    target: Target
+    cache_dir: Path
+    measure: MeasureSettings = MeasureSettings()
+    calib_npz: Path | None = None   # for a user's model: int8-static calibration data
+    eval_npz: Path | None = None    # for a user's model: inputs `x` + labels `y` for accuracy
+    shapes: ShapeList = ()          # --shape: the exact shape of inputs with dynamic dims
+    inputs_npz: Path | None = None  # --inputs: the user's own tensors, used instead of synthetic data
+    backend: str = ""               # pinned backend; "" = the board's preferred one for the artifact
+
+@dataclass(frozen=True)
+class ModelSource:
+    """The model a run starts from: the fp32 ONNX model that recipes compress (bundle), or a prebuilt
+    .tflite that runs as is (bundle None), with the data that goes with it."""
+
+    path: Path
+    bundle: ModelBundle | None
+    eval_npz: Path | None
+    calib_npz: Path | None
+
+@dataclass
+class PhaseTimes:
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+@dataclass(frozen=True)
+class JobFailure:
+    variant: str
+    device: str
+    kind: str
+    message: str
+
+@dataclass(frozen=True)
+class RunOutcome:
+    run_id: str
+    results: int
+    failures: tuple[JobFailure, ...]
+    bytes_uploaded: int
+
+AS_IS = "as-is"   # a prebuilt artifact (e.g. a .tflite) measured without a recipe
+
+class PlanError(ValueError):
+    """A run that cannot be planned as asked (e.g. recipes on a prebuilt .tflite)."""
+
+def model_name(model: str) -> str:
+    """What results call a model: its registry name, or a file's stem (as its bundle does)."""
+    return Path(model).stem if Path(model).suffix else model
+
+def build_spec(job: JobRecord, measure: MeasureSettings, choice: BackendSettings, eval_sha: str,
+               inputs: JobInputs | None = None) -> JobSpec:
+    """The job as the board receives it: measuring policy, the backend's settings from devices.yaml,
+    and the exact input shapes and data of its model."""
+    m, plan = measure, inputs.plan if inputs is not None else None
+    return JobSpec(
+        job_id=job.id, artifact_sha256=job.artifact_sha256, backend=job.backend, threads=choice.threads,
+        execution_provider=choice.execution_provider, delegate=choice.delegate, precision=choice.precision,
+        batch_size=plan.batch_size if plan is not None else (m.batch_size or 1),
+        warmup_iterations=m.warmup_iterations, warmup_seconds=m.warmup_seconds, min_iterations=m.min_iterations,
+        min_seconds=m.min_seconds, max_iterations=m.max_iterations, max_seconds=m.max_seconds,
+        timeout_seconds=m.timeout_seconds, eval_artifact_sha256=eval_sha, seed=0, streams=m.streams,
+        dla_core=choice.dla_core, input_shapes=tuple(plan.shapes) if plan is not None else (),
+        inputs_artifact_sha256=inputs.inputs_sha if plan is not None else "",
+        fidelity_artifact_sha256=inputs.fidelity.sha256 if plan is not None and inputs.fidelity else "")

@@ -1,0 +1,1 @@
+"""The results store (SQLite or PostgreSQL), its migrations, and results as pandas frames."""
