@@ -24,7 +24,7 @@ lint: $(STAMP)
 	$(PY) protos/generate.py --check
 	$(VENV)/bin/ruff check .
 	# agent/ and protos/ run on the boards' own Pythons (JetPack 5 ships 3.8)
-	$(VENV)/bin/vermin -t=3.8- --no-tips --violations edgefarm agent protos
+	$(VENV)/bin/vermin -t=3.8- --no-tips --violations edgefarm/__init__.py agent protos
 
 bench: $(STAMP)
 	$(PY) -m benchmarks

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgefarm import yaml_nodes as yn
 from edgefarm.compressors.errors import CompressorError
 from edgefarm.compressors.torch_steps import TORCH_STEPS, Param, ParamValue
 
@@ -57,7 +58,6 @@ _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _INTEGER = re.compile(r"[+-]?\d+")
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 _ARROW = "->"
-_YAML_TAG_PREFIX = "tag:yaml.org,2002:"
 
 OnnxSteps = Mapping[str, "Recipe"]  # the single-step recipes a chain may end with, by name
 
@@ -305,7 +305,7 @@ def _error_at(step: ChainStep, subject: str, message: str) -> ChainError:
 def load_chain_file(path: Path | str, onnx_steps: OnnxSteps, taken: tuple[str, ...] = ()) -> dict[str, Chain]:
     """The recipes of a YAML recipe file, checked; `taken` are names a file may not reuse (built-ins)."""
     source = str(path)
-    root = _compose(_read_text(Path(path), source), source)
+    root = yn.compose(yn.read_text(Path(path), source, "check the path", ChainError), source, ChainError)
     if root is None:
         raise ChainError(f"{source}:1: the file is empty; it needs a top-level 'recipes:' mapping")
     recipes_node = _recipes_node(root, source)
@@ -326,54 +326,19 @@ def _recipes_node(root: yaml.Node, source: str) -> yaml.Node:
     return top["recipes"][1]
 
 
-def _read_text(path: Path, source: str) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ChainError(f"{source}: no such file; check the path") from None
-    except UnicodeDecodeError as error:
-        raise ChainError(f"{source}: not UTF-8 text ({error.reason} at byte {error.start})") from None
-    except OSError as error:
-        raise ChainError(f"{source}: cannot read it: {error.strerror}") from None
-
-
-def _compose(text: str, source: str) -> yaml.Node | None:
-    import yaml
-
-    try:
-        return yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        line = f":{mark.line + 1}" if mark else ""
-        raise ChainError(f"{source}{line}: YAML syntax error: {error.problem or error.context}") from None
-    except yaml.YAMLError as error:
-        raise ChainError(f"{source}: YAML error: {' '.join(str(error).split())}") from None
-
-
 def _node_where(source: str, node: yaml.Node, subject: str = "") -> _Where:
     return _Where(source, node.start_mark.line + 1, subject=subject)
 
 
-def _kind(node: yaml.Node) -> str:
-    """The YAML type a node resolved to: str, int, float, bool, null, map, seq, ... or its own tag."""
-    return node.tag[len(_YAML_TAG_PREFIX):] if node.tag.startswith(_YAML_TAG_PREFIX) else node.tag
-
-
-def _describe(node: yaml.Node) -> str:
-    kind = _kind(node)
-    words = {"map": "a mapping", "seq": "a list", "null": "no value", "str": f"the string {node.value!r}"}
-    return words.get(kind, f"the {kind} {node.value}" if isinstance(node.value, str) else f"a {kind}")
-
-
 def _entries(node: yaml.Node, where: _Where, what: str) -> dict[str, tuple[yaml.Node, yaml.Node]]:
     """A mapping node's (key node, value node) pairs by key; non-string and duplicate keys are errors."""
-    if _kind(node) != "map":
-        raise where.error(f"{what} must be a mapping (key: value), got {_describe(node)}")
+    if yn.kind_of(node) != "map":
+        raise where.error(f"{what} must be a mapping (key: value), got {yn.describe(node)}")
     entries: dict[str, tuple[yaml.Node, yaml.Node]] = {}
     for key, value in node.value:
         at = _Where(where.source, key.start_mark.line + 1, subject=where.subject)
-        if _kind(key) != "str":
-            raise at.error(f"keys must be strings, got {_describe(key)}")
+        if yn.kind_of(key) != "str":
+            raise at.error(f"keys must be strings, got {yn.describe(key)}")
         if key.value in entries:
             first = entries[key.value][0].start_mark.line + 1
             raise at.error(f"duplicate key {key.value!r} (first at line {first}); keep one")
@@ -389,7 +354,7 @@ def _read_recipe(
                                              f"(lower-case letters, digits, '.', '_', '-')")
     if name in taken:
         raise _node_where(source, key).error(f"recipe name {name!r} is a built-in recipe; choose another name")
-    if _kind(node) == "str":
+    if yn.kind_of(node) == "str":
         line, column = _scalar_start(node)
         return parse_chain(node.value, onnx_steps, name, source, line, column)
     where = _node_where(source, node, f"recipe {name!r}")
@@ -408,9 +373,9 @@ def _read_recipe(
 def _read_description(entry: tuple[yaml.Node, yaml.Node] | None, where: _Where) -> str:
     if entry is None:
         return ""
-    if _kind(entry[1]) != "str":
+    if yn.kind_of(entry[1]) != "str":
         raise _node_where(where.source, entry[1], where.subject).error(
-            f"description must be a string, got {_describe(entry[1])}")
+            f"description must be a string, got {yn.describe(entry[1])}")
     return entry[1].value
 
 
@@ -422,8 +387,8 @@ def _scalar_start(node: yaml.Node) -> tuple[int, int]:
 
 def _read_steps(node: yaml.Node, where: _Where, onnx_steps: OnnxSteps) -> tuple[ChainStep, ...]:
     at = _node_where(where.source, node, where.subject)
-    if _kind(node) != "seq":
-        raise at.error(f"'steps' must be a list, e.g. '- finetune: {{epochs: 3}}', got {_describe(node)}")
+    if yn.kind_of(node) != "seq":
+        raise at.error(f"'steps' must be a list, e.g. '- finetune: {{epochs: 3}}', got {yn.describe(node)}")
     if not node.value:
         raise at.error("'steps' is empty; list at least one step")
     return tuple(_read_step(item, where, onnx_steps) for item in node.value)
@@ -431,23 +396,23 @@ def _read_steps(node: yaml.Node, where: _Where, onnx_steps: OnnxSteps) -> tuple[
 
 def _read_step(node: yaml.Node, recipe: _Where, onnx_steps: OnnxSteps) -> ChainStep:
     at = _node_where(recipe.source, node, recipe.subject)
-    if _kind(node) == "str":
+    if yn.kind_of(node) == "str":
         line, column = _scalar_start(node)
         if _ARROW in node.value:
             raise at.error(f"one step per list item; split {node.value!r} at '{_ARROW}'")
         return _parse_step(node.value, replace(at, line=line, column=column), onnx_steps)
-    if _kind(node) != "map":
-        raise at.error(f"a step must be 'name: {{parameter: value}}' or 'name', got {_describe(node)}")
+    if yn.kind_of(node) != "map":
+        raise at.error(f"a step must be 'name: {{parameter: value}}' or 'name', got {yn.describe(node)}")
     entries = _entries(node, at, "a step")
     if len(entries) != 1:
         raise at.error(f"a list item holds one step, this one {len(entries)} ({', '.join(entries)}); "
                        f"give each step its own '- ' item")
     ((name, (key, value)),) = entries.items()
     key_at = _node_where(recipe.source, key, recipe.subject)
-    if _kind(value) not in ("null", "map"):
+    if yn.kind_of(value) not in ("null", "map"):
         raise _node_where(recipe.source, value, recipe.subject).error(
-            f"step {name}: parameters must be a mapping such as {{epochs: 3}}, got {_describe(value)}")
-    args = [] if _kind(value) == "null" else _yaml_args(name, value, key_at)
+            f"step {name}: parameters must be a mapping such as {{epochs: 3}}, got {yn.describe(value)}")
+    args = [] if yn.kind_of(value) == "null" else _yaml_args(name, value, key_at)
     return _checked_step(name, args, key_at, onnx_steps)
 
 
@@ -461,9 +426,9 @@ def _yaml_args(step: str, node: yaml.Node, where: _Where) -> list[_Arg]:
 
 def _yaml_value(step: str, key: str, node: yaml.Node, where: _Where) -> ParamValue:
     """A parameter's value as written: numbers unquoted (1e-3 too, as YAML 1.2 reads it), words as strings."""
-    kind = _kind(node)
+    kind = yn.kind_of(node)
     if kind in ("map", "seq", "null"):
-        raise where.error(f"step {step}: {key} must be a single value, got {_describe(node)}")
+        raise where.error(f"step {step}: {key} must be a single value, got {yn.describe(node)}")
     if node.style is None and _NUMBER.fullmatch(node.value):
         return int(node.value) if _INTEGER.fullmatch(node.value) else float(node.value)
     if kind == "bool":

@@ -226,7 +226,8 @@ YAML_ERRORS = [
        a:
          steps:
            - finetune: 3
-     """, "recipes.yaml:4: recipe 'a': step finetune: parameters must be a mapping such as {epochs: 3}, got the int 3"),
+     """, "recipes.yaml:4: recipe 'a': step finetune: parameters must be a mapping such as {epochs: 3}, "
+          "got the integer 3"),
     ("""
      recipes:
        a:

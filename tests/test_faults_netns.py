@@ -405,8 +405,9 @@ def test_controller_killed_then_resume_finishes_without_redoing(farm: Farm) -> N
     assert BOARDS <= len(before) < len(models), "the controller died too late to leave work to resume"
     (run_id,), = rows(farm.db, "SELECT id FROM runs")
     attempts = {job_id: n for job_id, n in rows(farm.db, "SELECT id, attempts FROM jobs WHERE status = 'done'")}
-    code, output = finished(edgefarm("resume", run_id, *storage))
-    assert code == 0, output
+    code, output = finished(edgefarm("resume", run_id, *storage, "--out", str(farm.root / "resumed")))
+    assert code == 0, output   # the resumed night measured everything it planned
+    assert (farm.root / "resumed" / "junit.xml").exists()
     after = stored_results(farm.db)
     assert len(after) == len(models) == len(rows(farm.db, "SELECT id FROM jobs"))
     assert {job_id: after[job_id] for job_id in before} == before  # byte-identical, not measured again

@@ -40,6 +40,15 @@ def test_a_bad_model_entry_names_file_and_line(tmp_path, models, message):
         load_matrix(tmp_path / "nightly.yaml")
 
 
+@pytest.mark.parametrize("key", ["min_seconds", "warmup_seconds", "timeout_seconds", "min_iterations"])
+def test_a_zero_measuring_setting_is_refused_not_silently_the_board_default(tmp_path, key):
+    (tmp_path / "nightly.yaml").write_text(f"models: [m.onnx]\nrecipes: [fp32]\ntargets: [{{device: a}}]\n"
+                                           f"measure: {{{key}: 0}}\n")
+    with pytest.raises(MatrixError, match=rf"nightly.yaml:4: measure.{key} must be > 0, got 0 \(0 would make the "
+                                          r"board fall back to its own default\)"):
+        load_matrix(tmp_path / "nightly.yaml")
+
+
 @pytest.mark.slow
 def test_a_farm_night_measures_a_dynamic_model_at_its_matrix_shape_or_refuses_it(tmp_path):
     user_models.detector(tmp_path)

@@ -1,4 +1,6 @@
-"""edgefarm nightly on two real local agents: unchanged → exit 0; one variant 20 % slower → exit 1."""
+"""edgefarm nightly on two real local agents: unchanged → exit 0; one variant 20 % slower → exit 1; a dead
+board → exit 3 with JUnit errors, and such a night never becomes the baseline."""
+import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -19,6 +21,13 @@ measure: {warmup_seconds: 0.5, min_seconds: 3.0}
 # with whichever job the other board runs meanwhile; a real board has no such neighbour. The
 # injected regression below is ~25 % more work, measured at +30-50 %.
 regression: {min_effect: 0.15}
+"""
+# Port 9 (discard) on loopback: nothing listens, so every dial is refused at once.
+DEAD_BOARD = """  - name: board-dead
+    host: 127.0.0.1
+    port: 9
+    tags: {role: bench}
+    backends: [onnxruntime]
 """
 
 
@@ -64,3 +73,57 @@ def test_a_variant_made_20_percent_slower_exits_1(farm):
     failures = [tc.get("classname") for tc in suite.iter("testcase") if tc.find("failure") is not None]
     assert failures and all("changing" in name for name in failures)
     assert 'id="fig-trend"' in (farm / "out" / "report.html").read_text()
+
+
+def test_an_ephemeral_runner_finds_last_nights_baseline_in_a_shared_postgresql_store(farm, postgres_database,
+                                                                                     tmp_path):
+    """Each night on a fresh CI runner: no local state, the baseline comes from the team's store."""
+    runs = []
+    for runner in ("runner-1", "runner-2"):
+        work = tmp_path / runner
+        work.mkdir()
+        (work / "nightly.yaml").write_text(MATRIX.replace("models: [steady.onnx, changing.onnx]",
+                                                          "models: [steady.onnx]"))
+        shutil.copy(farm / "steady.onnx", work / "steady.onnx")
+        proc = subprocess.run([sys.executable, "-m", "edgefarm.controller", "nightly",
+                               "--matrix", str(work / "nightly.yaml"), "--devices", str(farm / "devices.yaml"),
+                               "--db", postgres_database, "--cache-dir", str(work / "cache"),
+                               "--out", str(work / "out")], capture_output=True, text=True, timeout=600, cwd=work)
+        assert proc.returncode in (0, 1), proc.stdout + proc.stderr   # 1 only for a confirmed A/A "regression"
+        runs.append(proc.stdout.split("nightly ")[-1].split(" ")[0])
+        assert not list(work.glob("*.sqlite"))   # nothing stored on the runner itself
+    assert f"nightly {runs[1]} against {runs[0]}:" in proc.stdout
+
+
+def test_a_night_with_a_dead_board_exits_3_with_junit_errors_and_never_becomes_last_good(farm, tmp_path):
+    """The first release printed "ok", exited 0 and wrote failures="0" errors="0" for this night."""
+    work = tmp_path / "half-dead"
+    work.mkdir()
+    alive = (farm / "devices.yaml").read_text().split("  - name: board-b")[0]
+    (work / "devices.yaml").write_text(alive.replace("pools:", "") + DEAD_BOARD + "pools:\n  bench: {role: bench}\n")
+    (work / "nightly.yaml").write_text(MATRIX.replace("  - device: board-b", "  - device: board-dead")
+                                       .replace("models: [steady.onnx, changing.onnx]", "models: [steady.onnx]"))
+    shutil.copy(farm / "steady.onnx", work / "steady.onnx")
+    first = nightly(work)
+    assert first.returncode == 3, first.stdout + first.stderr
+    assert "planned 2, measured 1, not measured 1, regressed 0: INCOMPLETE" in first.stdout
+    assert "not measured  steady/fp32 on board-dead" in first.stdout
+    suite = ET.parse(work / "out" / "junit.xml").getroot()
+    assert (suite.get("tests"), suite.get("errors"), suite.get("failures")) == ("2", "1", "0")
+    (error,) = [case.find("error") for case in suite.iter("testcase") if case.find("error") is not None]
+    assert "board-dead" in error.text and "no agent answered" in error.get("message")
+    assert "steady,fp32,board-dead,onnxruntime,transport," in (work / "out" / "not-measured.csv").read_text()
+    assert "not measured" in (work / "out" / "report.html").read_text()
+    second = nightly(work)
+    assert second.returncode == 3 and "against no baseline" in second.stdout  # an incomplete night is no baseline
+
+
+def test_a_night_with_every_board_down_exits_3(tmp_path):
+    (tmp_path / "devices.yaml").write_text("devices:\n" + DEAD_BOARD)
+    (tmp_path / "nightly.yaml").write_text("models: [steady.onnx]\nrecipes: [fp32]\ntargets: [{device: board-dead}]\n")
+    mlp_model(tmp_path / "steady.onnx", width=32, depth=1)
+    proc = nightly(tmp_path)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "planned 1, measured 0, not measured 1, regressed 0: INCOMPLETE" in proc.stdout
+    suite = ET.parse(tmp_path / "out" / "junit.xml").getroot()
+    assert (suite.get("tests"), suite.get("errors")) == ("1", "1")

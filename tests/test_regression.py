@@ -16,11 +16,13 @@ from edgefarm.controller.nightly.regression import (
     Outcome,
     RegressionPolicy,
     Sample,
+    Unmeasured,
     compare,
     confirm,
     differing_fields,
     exit_code,
     fingerprint_of,
+    night_exit_code,
 )
 from edgefarm.protos import agent_pb2 as pb
 
@@ -184,6 +186,34 @@ def test_junit_xml_parses_with_the_right_counts_and_numbers(tmp_path):
     assert "baseline median" in failure and "candidate median" in failure and "ratio 1.2" in failure
     assert "CI [" in failure
     assert "cpu_governor" in cases[1].find("skipped").get("message")
+
+
+UNMEASURED = Unmeasured("m9", "int8", "orin-02", "tensorrt", "transport",
+                        "device 'orin-02': no agent answered at 192.0.2.12:50051 within 5 s")
+
+
+@pytest.mark.parametrize(("regressed", "unmeasured", "measured", "code"), [
+    (False, False, True, 0),
+    (True, False, True, 1),
+    (True, True, True, 1),     # a confirmed regression is the finding; the summary shows the rest
+    (False, True, True, 3),    # a board died: never green
+    (False, False, False, 3),  # nothing planned was measured (or nothing to run)
+])
+def test_a_night_is_green_only_when_it_measured_what_it_planned(regressed, unmeasured, measured, code):
+    verdicts = _verdicts_for_junit()[:1] if regressed else _verdicts_for_junit()[2:] if measured else []
+    assert night_exit_code(verdicts, [UNMEASURED] if unmeasured else []) == code
+
+
+def test_junit_reports_an_unmeasured_benchmark_as_an_error_with_its_reason(tmp_path):
+    path = tmp_path / "junit.xml"
+    write_junit(_verdicts_for_junit(), path, unmeasured=[UNMEASURED])
+    suite = ET.parse(path).getroot().find("testsuite")
+    assert [suite.get(name) for name in ("tests", "failures", "skipped", "errors")] == ["5", "1", "1", "1"]
+    (case,) = [c for c in suite.findall("testcase") if c.find("error") is not None]
+    assert (case.get("classname"), case.get("name")) == ("m9.int8", "orin-02.tensorrt")
+    error = case.find("error")
+    assert error.get("type") == "transport" and "no agent answered at 192.0.2.12:50051" in error.get("message")
+    assert error.text.startswith("m9/int8 on orin-02 (tensorrt) was planned but not measured (transport)")
 
 
 def test_junit_rejects_two_verdicts_for_one_key():

@@ -1,4 +1,5 @@
-"""Sensor parsers against the outputs recorded on real boards in ../shared/device-samples/."""
+"""Sensor parsers against the outputs recorded on real boards: tests/data/device-samples/, copied from the
+team's shared/device-samples with each file's source header, so a plain clone runs every test."""
 from __future__ import annotations
 
 import re

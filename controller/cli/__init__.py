@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import sys
 
 from edgefarm.controller import __version__
@@ -38,7 +39,6 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from edgefarm.compressors.errors import CompressorError
     from edgefarm.controller.agents.client import AgentRejectedError, AgentUnreachableError
     from edgefarm.controller.agents.local_agent import LocalAgentError
-    from edgefarm.controller.config.yaml_nodes import ConfigError
     from edgefarm.controller.leases import LeaseError
     from edgefarm.controller.nightly.run import BaselineError
     from edgefarm.controller.planning.input_plan import InputPlanError
@@ -46,6 +46,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from edgefarm.controller.planning.scheduler import PlanError as MatrixPlanError
     from edgefarm.controller.provision.ca import CaError
     from edgefarm.controller.results.store import StoreError
+    from edgefarm.yaml_nodes import ConfigError
 
     return (CliError, CompressorError, ConfigError, AgentUnreachableError, AgentRejectedError,
             LocalAgentError, StoreError, PlanError, LeaseError, BaselineError, MatrixPlanError, InputPlanError,
@@ -69,9 +70,21 @@ def main(argv: list[str] | None = None) -> int:
     except user_errors() as exc:
         print(f"edgefarm: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("edgefarm: interrupted; every result measured so far is stored", file=sys.stderr)
+    except KeyboardInterrupt as interrupted:
+        run_id = getattr(interrupted, "run_id", None)
+        resume = f"; finish it with: edgefarm resume {run_id}{_storage_flags(args)}" if run_id else ""
+        print(f"edgefarm: interrupted; every result measured so far is stored{resume}", file=sys.stderr)
         return 130
+
+
+def _storage_flags(args: argparse.Namespace) -> str:
+    """The --db the interrupted command used, so the printed resume command works as it stands."""
+    db = getattr(args, "db", None)
+    if not db:
+        return ""
+    if ":" in db.partition("://")[2].rpartition("@")[0]:  # user:password@host
+        return " --db DB (as given; its password is not repeated here)"
+    return f" --db {shlex.quote(db)}"
 
 
 if __name__ == "__main__":

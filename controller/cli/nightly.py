@@ -4,17 +4,25 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edgefarm.controller.cli.common import add_storage_flags, cache_dir, db_path, leases_url
+from edgefarm.controller.cli.common import CliError, add_storage_flags, cache_dir, db_path, leases_url
 from edgefarm.controller.console import RunConsole
 from edgefarm.controller.execution.farm_run import FarmRun, FarmRunConfig
-from edgefarm.controller.nightly.run import run_nightly
+from edgefarm.controller.nightly.run import KIND, NightlyReport, resume_night, run_nightly, stored_config
 from edgefarm.controller.results.store import ResultStore
 
 EXAMPLES = """examples:
   edgefarm nightly --matrix nightly.yaml --baseline last-good --out nightly-out
-  edgefarm nightly --matrix nightly.yaml --devices farm.yaml --leases postgresql://farm@db/edgefarm
+  edgefarm nightly --matrix nightly.yaml --devices farm.yaml --db postgresql://farm@db/edgefarm
   edgefarm resume 20261124-020000-ab12cd
+
+exit codes (nightly, and resume of a night):
+  0  every planned benchmark has a verdict and none regressed
+  1  a confirmed regression
+  2  bad input or configuration
+  3  the night could not measure everything it planned (unreachable or quarantined boards,
+     failed jobs, nothing to run); such a night never becomes the last-good baseline
 """
+STATUS = {0: "ok", 1: "REGRESSION", 3: "INCOMPLETE: not everything planned was measured"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,6 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("resume", help="finish an interrupted farm run without redoing completed jobs",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("run_id")
+    r.add_argument("--out", type=Path, default=Path("nightly-out"),
+                   help="a resumed night's report.csv, report.html, junit.xml (as nightly --out)")
     add_storage_flags(r)
     r.set_defaults(handler=execute_resume)
 
@@ -43,17 +53,26 @@ def execute_nightly(args: argparse.Namespace) -> int:
     config = FarmRunConfig(str(args.matrix.resolve()), str(args.devices.resolve()), leases_url(args),
                            str(cache_dir(args).resolve()))
     store, ui = ResultStore(db_path(args)), RunConsole()
-    report = run_nightly(config, store, ui, args.baseline, args.out)
+    return show_night(run_nightly(config, store, ui, args.baseline, args.out), ui, args.out)
+
+
+def show_night(report: NightlyReport, ui: RunConsole, out: Path) -> int:
     for v in report.verdicts:
-        ui.out.print(f"{v.outcome.value:>12}  {v.key.label()}  {v.reason}")
-    ui.out.print(f"nightly {report.run_id} against {report.baseline or 'no baseline'}: "
-                 f"{'REGRESSION' if report.exit_code else 'ok'}; reports in {args.out.resolve()}")
+        ui.out.print(f"{v.outcome.value:>12}  {v.key.label()}  {v.reason}", soft_wrap=True)
+    for u in report.unmeasured:
+        ui.out.print(f"{'not measured':>12}  {u.label()}  {u.kind}: {u.reason}", soft_wrap=True)
+    ui.out.print(f"nightly {report.run_id} against {report.baseline or 'no baseline'}: {report.summary()}: "
+                 f"{STATUS[report.exit_code]}; reports in {out.resolve()}", soft_wrap=True)
     return report.exit_code
 
 
 def execute_resume(args: argparse.Namespace) -> int:
     store, ui = ResultStore(db_path(args)), RunConsole()
-    config = FarmRunConfig(**store.run_plan(args.run_id))
+    if not store.run_exists(args.run_id):
+        raise CliError(f"no run {args.run_id!r} in {store.path}; list runs with 'edgefarm runs'")
+    if store.run_kind(args.run_id) == KIND:
+        return show_night(resume_night(store, ui, args.run_id, args.out), ui, args.out)
+    config, _ = stored_config(store, args.run_id)
     result = FarmRun(config, store, ui).resume(args.run_id)
     ui.out.print(f"run {args.run_id}: {result.outcome.done} job(s) finished now, "
                  f"{len(result.outcome.failed)} failed")

@@ -20,7 +20,7 @@ from types import MappingProxyType
 
 import yaml
 
-from edgefarm.controller.config import yaml_nodes as yn
+from edgefarm import yaml_nodes as yn
 
 BACKENDS = ("onnxruntime", "litert", "tensorrt")
 EXECUTION_PROVIDERS = ("CPUExecutionProvider", "CUDAExecutionProvider",
@@ -150,7 +150,7 @@ class Inventory:
 def load_inventory(path: Path | str) -> Inventory:
     """Read and validate devices.yaml; any problem raises InventoryError naming file and line."""
     source = str(path)
-    text = yn.read_text(Path(path), source, "the devices.yaml at the repository root shows the format",
+    text = yn.read_text(Path(path), source, "create it (the devices.yaml at the repository root shows the format)",
                         InventoryError)
     ctx = yn.NodeContext(source, error_type=InventoryError)
     top = _top_level(yn.compose(text, source, InventoryError), ctx)

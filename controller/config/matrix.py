@@ -21,13 +21,14 @@ from pathlib import Path
 
 import yaml
 
-from edgefarm.controller.config import yaml_nodes as yn
+from edgefarm import yaml_nodes as yn
 from edgefarm.controller.nightly.regression import RegressionPolicy
 from edgefarm.controller.planning.input_plan import InputPlanError, ShapeList, parse_shape_args
 from edgefarm.controller.planning.run_plan import MeasureSettings
 from edgefarm.controller.planning.scheduler import TargetRef
 
 TOP_KEYS = ("models", "recipes", "targets", "measure", "regression")
+_POSITIVE_MEASURE_KEYS = {"warmup_seconds", "min_seconds", "timeout_seconds", "min_iterations", "batch_size"}
 MEASURE_KEYS = ("warmup_seconds", "min_seconds", "min_iterations", "max_iterations", "timeout_seconds",
                 "batch_size")
 REGRESSION_KEYS = ("min_effect", "per_device")
@@ -62,7 +63,7 @@ class Matrix:
 def load_matrix(path: Path) -> Matrix:
     source = str(path)
     ctx = yn.NodeContext(source, error_type=MatrixError)
-    root = yn.compose(yn.read_text(Path(path), source, "see docs/nightly.md for the format", MatrixError),
+    root = yn.compose(yn.read_text(Path(path), source, "create it (see docs/nightly.md for the format)", MatrixError),
                       source, MatrixError)
     if root is None:
         raise MatrixError(f"{source}:1: the file is empty; it needs models, recipes and targets")
@@ -137,6 +138,10 @@ def _measure(node: yaml.Node, ctx: yn.NodeContext) -> MeasureSettings:
     entries = yn.entries(node, ctx, "'measure'")
     yn.check_keys(entries, node, ctx, MEASURE_KEYS)
     values = {key: _number(entry.value, ctx, f"measure.{key}") for key, entry in entries.items()}
+    for key in _POSITIVE_MEASURE_KEYS & set(values):
+        if values[key] <= 0:  # on the wire 0 means "unset": the board would silently use its own default
+            raise ctx.error(entries[key].value, f"measure.{key} must be > 0, got {values[key]:g} "
+                                                "(0 would make the board fall back to its own default)")
     ints = {k: int(v) for k, v in values.items() if k in ("min_iterations", "max_iterations", "batch_size")}
     return MeasureSettings(**{**values, **ints})
 

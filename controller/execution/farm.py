@@ -101,6 +101,7 @@ class FarmRunner:
         self._quarantined: set[str] = set()
         self._lease_failures = 0  # consecutive lease-database errors
         self._health_checks: set[asyncio.Task] = set()  # kept, so none is lost or outlives the run
+        self._bytes_uploaded = 0
 
     async def run(self, jobs: list[FarmJob]) -> FarmOutcome:
         outcome, pending, running = FarmOutcome(), list(jobs), {}
@@ -121,6 +122,7 @@ class FarmRunner:
             for task in (*running, *self._health_checks):
                 task.cancel()
             await asyncio.gather(*running, *self._health_checks, return_exceptions=True)
+        outcome.bytes_uploaded = self._bytes_uploaded
         return outcome
 
     def _start_assignments(self, pending: list[FarmJob], running: dict) -> None:
@@ -209,11 +211,11 @@ class FarmRunner:
         record = replace(job.record, device=device, backend=backend)
         self.store.set_job_device(record.id, device, backend)
         require_protocol(device, await client.connect(), job.inputs)
-        await client.ensure_uploaded(job.artifact, record.artifact_sha256)
+        files = [(job.artifact, record.artifact_sha256), *job.inputs.files()]
         if job.eval_npz is not None:
-            await client.ensure_uploaded(job.eval_npz, job.eval_sha)
-        for path, sha in job.inputs.files():
-            await client.ensure_uploaded(path, sha)
+            files.append((job.eval_npz, job.eval_sha))
+        for path, sha in files:
+            self._bytes_uploaded += await client.ensure_uploaded(path, sha)
         settings = board.backend_options.get(backend, BackendSettings(backend))
         progress = self.ui.phase_bar(f"measure {record.variant} on {device}") if self.single_board else None
         async for event in client.benchmark(build_spec(record, self.measure, settings, job.eval_sha, job.inputs)):

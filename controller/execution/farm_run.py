@@ -63,10 +63,13 @@ class FarmRun:
                               {d.name: d.tags for d in self.inventory}, self.inventory.pools,
                               backends={d.name: d.backends for d in self.inventory}, format_of=planned_format)
 
-    def start(self, kind: str = "nightly", only: Mapping[str, str | None] | None = None) -> FarmRunResult:
+    def start(self, kind: str = "nightly", only: Mapping[str, str | None] | None = None,
+              baseline: str | None = None) -> FarmRunResult:
         """A new run of the whole matrix, or only of the planned jobs whose keys are in `only`, each
-        pinned to the board `only` maps it to (a suspect's re-run goes to the suspect's board)."""
-        run_id = self.store.new_run(f"farm {self.config.matrix}", kind, plan=asdict(self.config))
+        pinned to the board `only` maps it to (a suspect's re-run goes to the suspect's board).
+        baseline: the run a night compares against, stored with its plan so a resume uses it too."""
+        plan = {**asdict(self.config), **({"baseline": baseline} if baseline else {})}
+        run_id = self.store.new_run(f"farm {self.config.matrix}", kind, plan=plan)
         planned = [_pinned(p, only[p.key]) if only is not None else p
                    for p in self.planned if only is None or p.key in only]
         variants = self._variants(run_id, planned)

@@ -61,6 +61,7 @@ def board_for(target: Target, cache_dir: Path) -> Iterator[Callable[[], Device]]
         if local is not None:
             local.stop()
 
+
 def probe(board: Device) -> DeviceInfo:
     """Describe, before any job is queued: AgentUnreachableError names the address and the fix."""
     client = AgentClient(board.name, board.address)

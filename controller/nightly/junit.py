@@ -1,8 +1,9 @@
 """Regression verdicts as JUnit XML, the format CI dashboards (Jenkins, GitLab, GitHub checks) read.
 
 One testcase per (model, recipe, device, backend). A confirmed regression is a <failure> carrying the
-numbers; an incomparable pair is <skipped> with the reason, because nothing was judged; everything
-else passes, with the verdict and its numbers in <system-out> so a dashboard shows why.
+numbers; an incomparable pair is <skipped> with the reason, because nothing was judged; a planned
+benchmark the night could not measure is an <error> with its reason (a dead board is never a pass);
+everything else passes, with the verdict and its numbers in <system-out> so a dashboard shows why.
 """
 from __future__ import annotations
 
@@ -10,20 +11,32 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from pathlib import Path
 
-from edgefarm.controller.nightly.regression import Outcome, Verdict
+from edgefarm.controller.nightly.regression import Outcome, Unmeasured, Verdict
 
 
-def junit_element(verdicts: Iterable[Verdict], suite_name: str = "edgefarm-regressions") -> ET.Element:
-    verdicts = list(verdicts)
+def junit_element(verdicts: Iterable[Verdict], suite_name: str = "edgefarm-regressions",
+                  unmeasured: Iterable[Unmeasured] = ()) -> ET.Element:
+    verdicts, unmeasured = list(verdicts), list(unmeasured)
     _reject_duplicate_keys(verdicts)
     failures = sum(v.outcome is Outcome.REGRESSED for v in verdicts)
     skipped = sum(v.outcome is Outcome.INCOMPARABLE for v in verdicts)
-    counts = {"tests": str(len(verdicts)), "failures": str(failures), "errors": "0", "skipped": str(skipped)}
+    counts = {"tests": str(len(verdicts) + len(unmeasured)), "failures": str(failures),
+              "errors": str(len(unmeasured)), "skipped": str(skipped)}
     suites = ET.Element("testsuites", name=suite_name, **counts)
     suite = ET.SubElement(suites, "testsuite", name=suite_name, **counts)
     for verdict in verdicts:
         suite.append(testcase(verdict))
+    for missing in unmeasured:
+        suite.append(error_case(missing))
     return suites
+
+
+def error_case(missing: Unmeasured) -> ET.Element:
+    case = ET.Element("testcase", classname=f"{missing.model}.{missing.recipe}",
+                      name=f"{missing.device}.{missing.backend or 'no-backend'}", time="0")
+    error = ET.SubElement(case, "error", type=missing.kind, message=f"not measured: {missing.kind}: {missing.reason}")
+    error.text = f"{missing.label()} was planned but not measured ({missing.kind}): {missing.reason}"
+    return case
 
 
 def testcase(verdict: Verdict) -> ET.Element:
@@ -41,15 +54,17 @@ def testcase(verdict: Verdict) -> ET.Element:
     return case
 
 
-def junit_xml(verdicts: Iterable[Verdict], suite_name: str = "edgefarm-regressions") -> str:
-    element = junit_element(verdicts, suite_name)
+def junit_xml(verdicts: Iterable[Verdict], suite_name: str = "edgefarm-regressions",
+              unmeasured: Iterable[Unmeasured] = ()) -> str:
+    element = junit_element(verdicts, suite_name, unmeasured)
     ET.indent(element)
     return ET.tostring(element, encoding="unicode", xml_declaration=True) + "\n"
 
 
-def write_junit(verdicts: Iterable[Verdict], path: Path, suite_name: str = "edgefarm-regressions") -> None:
+def write_junit(verdicts: Iterable[Verdict], path: Path, suite_name: str = "edgefarm-regressions",
+                unmeasured: Iterable[Unmeasured] = ()) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(junit_xml(verdicts, suite_name), encoding="utf-8")
+    path.write_text(junit_xml(verdicts, suite_name, unmeasured), encoding="utf-8")
 
 
 def _summary(verdict: Verdict) -> str:

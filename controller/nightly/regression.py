@@ -146,9 +146,39 @@ def confirm(first: Verdict, rerun: Verdict) -> Verdict:
     return replace(rerun, outcome=Outcome.REGRESSED, reason=f"confirmed by re-run: {passes}")
 
 
+@dataclass(frozen=True)
+class Unmeasured:
+    """A planned benchmark the night has no verdict for, and why: its job failed, its board was
+    quarantined or unreachable, or the re-run that had to confirm a suspect did not measure."""
+
+    model: str
+    recipe: str
+    device: str          # the board it failed on, or the target (pool) when no board took it
+    backend: str
+    kind: str            # transport, infrastructure, backend-crash, timeout, bad-input, unconfirmed
+    reason: str
+
+    def label(self) -> str:
+        return f"{self.model}/{self.recipe} on {self.device}" + (f" ({self.backend})" if self.backend else "")
+
+
+# A night's exit codes (`edgefarm nightly --help`, README): green only when it measured what it planned.
+EXIT_GOOD, EXIT_REGRESSED, EXIT_BAD_INPUT, EXIT_INCOMPLETE = 0, 1, 2, 3
+
+
 def exit_code(verdicts: Iterable[Verdict]) -> int:
     """1 only when a regression is confirmed; suspects, incomparables and improvements pass."""
     return int(any(v.outcome is Outcome.REGRESSED for v in verdicts))
+
+
+def night_exit_code(verdicts: Sequence[Verdict], unmeasured: Sequence[Unmeasured]) -> int:
+    """1 for a confirmed regression; else 3 when anything planned went unmeasured, or nothing was
+    measured at all; else 0."""
+    if exit_code(verdicts):
+        return EXIT_REGRESSED
+    if unmeasured or not verdicts:
+        return EXIT_INCOMPLETE
+    return EXIT_GOOD
 
 
 # --- the environment fields that must match -------------------------------------------------------

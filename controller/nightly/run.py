@@ -1,6 +1,9 @@
 """Nightly mode: run the matrix, compare each (model, recipe, device, backend) with the
-baseline night on raw samples, re-run suspects once on a fresh lease, write CSV/HTML/JUnit,
-and fail (exit 1) only on a confirmed regression."""
+baseline night on raw samples, re-run suspects once on a fresh lease, write CSV/HTML/JUnit.
+
+Exit 1 only on a confirmed regression, and 3 when the night could not measure everything it
+planned: a night is green only when it measured what it planned, and only a green night becomes
+a baseline. `edgefarm resume` finishes an interrupted night exactly as an uninterrupted one ends."""
 from __future__ import annotations
 
 import html
@@ -14,14 +17,18 @@ from edgefarm.controller.console import RunConsole
 from edgefarm.controller.execution.farm_run import FarmRun, FarmRunConfig
 from edgefarm.controller.nightly.junit import write_junit
 from edgefarm.controller.nightly.regression import (
+    EXIT_GOOD,
+    EXIT_INCOMPLETE,
+    EXIT_REGRESSED,
     BenchmarkKey,
     Outcome,
     RegressionPolicy,
     Sample,
+    Unmeasured,
     Verdict,
     compare,
     confirm,
-    exit_code,
+    night_exit_code,
     sample_of,
 )
 from edgefarm.controller.planning.run_plan import model_name
@@ -32,10 +39,22 @@ from edgefarm.controller.results.store import ResultStore, StoredResult
 
 KIND = "nightly"
 HISTORY_NIGHTS = 14
+UNMEASURED_COLUMNS = ("model", "recipe", "device", "backend", "kind", "reason")
 
 
 class BaselineError(ValueError):
     pass
+
+
+VERDICT_OF_EXIT = {EXIT_GOOD: "good", EXIT_REGRESSED: "regressed", EXIT_INCOMPLETE: "incomplete"}
+
+
+class NightInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a night: what was measured is stored, and `edgefarm resume RUN_ID` finishes it."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(run_id)
+        self.run_id = run_id
 
 
 @dataclass(frozen=True)
@@ -43,25 +62,65 @@ class NightlyReport:
     run_id: str
     baseline: str | None
     verdicts: tuple[Verdict, ...]
+    unmeasured: tuple[Unmeasured, ...]
+    planned: int
     exit_code: int
+
+    def summary(self) -> str:
+        regressed = sum(v.outcome is Outcome.REGRESSED for v in self.verdicts)
+        return (f"planned {self.planned}, measured {len(self.verdicts)}, not measured {len(self.unmeasured)}, "
+                f"regressed {regressed}")
 
 
 def run_nightly(config: FarmRunConfig, store: ResultStore, ui: RunConsole, baseline: str, out: Path) -> NightlyReport:
     farm = FarmRun(config, store, ui)
     base_id = resolve_baseline(store, baseline)
-    tonight = farm.start(kind=KIND)
+    tonight = farm.start(kind=KIND, baseline=base_id)
     if tonight.interrupted:
-        raise KeyboardInterrupt
-    verdicts = _first_pass(store, base_id, tonight.run_id, farm)
-    verdicts = _confirm_suspects(store, base_id, tonight.run_id, verdicts, farm)
-    code = exit_code(verdicts)
-    store.set_verdict(tonight.run_id, "regressed" if code else "good")
-    _write_outputs(store, tonight.run_id, base_id, verdicts, out)
-    return NightlyReport(tonight.run_id, base_id, tuple(verdicts), code)
+        raise NightInterrupted(tonight.run_id)
+    return finish_night(store, farm, tonight.run_id, base_id, out)
+
+
+def resume_night(store: ResultStore, ui: RunConsole, run_id: str, out: Path) -> NightlyReport:
+    """The jobs an interrupted night did not finish, then its verdicts, reports and JUnit, against
+    the baseline it started with: the same ending as a night that was never interrupted."""
+    config, base_id = stored_config(store, run_id)
+    farm = FarmRun(config, store, ui)
+    if farm.resume(run_id).interrupted:
+        raise NightInterrupted(run_id)
+    return finish_night(store, farm, run_id, base_id, out)
+
+
+def stored_config(store: ResultStore, run_id: str) -> tuple[FarmRunConfig, str | None]:
+    plan = store.run_plan(run_id)
+    base_id = plan.pop("baseline", None)
+    return FarmRunConfig(**plan), base_id
+
+
+def finish_night(store: ResultStore, farm: FarmRun, run_id: str, base_id: str | None, out: Path) -> NightlyReport:
+    verdicts = _first_pass(store, base_id, run_id, farm)
+    verdicts = _confirm_suspects(store, base_id, run_id, verdicts, farm)
+    unmeasured = _unmeasured(store, run_id, verdicts)
+    measured = [v for v in verdicts if v.outcome is not Outcome.SUSPECT]
+    code = night_exit_code(measured, unmeasured)
+    store.set_verdict(run_id, VERDICT_OF_EXIT[code])
+    _write_outputs(store, run_id, base_id, measured, unmeasured, out)
+    return NightlyReport(run_id, base_id, tuple(measured), tuple(unmeasured), len(farm.planned), code)
+
+
+def _unmeasured(store: ResultStore, run_id: str, verdicts: list[Verdict]) -> list[Unmeasured]:
+    """Failed jobs, and suspects whose confirmation re-run did not measure (no verdict either way)."""
+    failed = [Unmeasured(job.model, job.variant, job.device, job.backend, kind, message)
+              for job, kind, message in store.failures(run_id)]
+    unconfirmed = [Unmeasured(v.key.model, v.key.recipe, v.key.device, v.key.backend, "unconfirmed",
+                              f"suspect ({v.ratio - 1:+.1%}) and its re-run on {v.key.device} did not measure")
+                   for v in verdicts if v.outcome is Outcome.SUSPECT]
+    return failed + unconfirmed
 
 
 def resolve_baseline(store: ResultStore, baseline: str) -> str | None:
-    """'last-good': the newest night without a confirmed regression (None on the first night)."""
+    """'last-good': the newest night that measured everything it planned without a confirmed
+    regression (None on the first night). Incomplete and regressed nights never become baselines."""
     if baseline != "last-good":
         if not store.run_exists(baseline):
             raise BaselineError(f"baseline run {baseline!r} is not in {store.path}; use 'last-good' or a run id")
@@ -120,15 +179,17 @@ def _confirm_suspects(store: ResultStore, base_id: str | None, tonight_id: str, 
 
 
 def _write_outputs(store: ResultStore, run_id: str, base_id: str | None, verdicts: list[Verdict],
-                   out: Path) -> None:
+                   unmeasured: list[Unmeasured], out: Path) -> None:
     frame = results_frame(store, run_id)
     out.mkdir(parents=True, exist_ok=True)
-    write_junit(verdicts, out / "junit.xml")
+    write_junit(verdicts, out / "junit.xml", unmeasured=unmeasured)
+    pd.DataFrame([vars(u) for u in unmeasured], columns=list(UNMEASURED_COLUMNS)).to_csv(
+        out / "not-measured.csv", index=False)
     if frame.empty:
         return
     write_csv(frame, out / "report.csv")
     write_html(frame, out / "report.html", f"edgefarm nightly {run_id}", extra_plots=[trend_plot(history(store))],
-               preamble_html=verdict_table(verdicts, base_id))
+               preamble_html=verdict_table(verdicts, base_id, unmeasured))
 
 
 def history(store: ResultStore, nights: int = HISTORY_NIGHTS) -> pd.DataFrame:
@@ -141,10 +202,12 @@ def history(store: ResultStore, nights: int = HISTORY_NIGHTS) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["run_id", "night", "series", "latency_p50_ms", "verdict"])
 
 
-def verdict_table(verdicts: list[Verdict], base_id: str | None) -> str:
+def verdict_table(verdicts: list[Verdict], base_id: str | None, unmeasured: list[Unmeasured] = ()) -> str:
     head = f"<h2>Verdicts against {html.escape(base_id or 'no baseline (first night)')}</h2>"
     rows = "".join(f"<tr><td>{html.escape(v.key.label())}</td><td>{v.outcome.value}</td>"
                    f"<td>{'' if v.ratio != v.ratio else f'{v.ratio:.3f}'}</td><td>{html.escape(v.reason)}</td></tr>"
                    for v in verdicts)
+    rows += "".join(f'<tr class="not-measured"><td>{html.escape(u.label())}</td><td>not measured</td><td></td>'
+                    f"<td>{html.escape(f'{u.kind}: {u.reason}')}</td></tr>" for u in unmeasured)
     return (f'{head}\n<div class="table-wrap"><table class="results"><thead><tr><th>benchmark</th>'
             f"<th>verdict</th><th>median ratio</th><th>why</th></tr></thead><tbody>{rows}</tbody></table></div>")

@@ -184,6 +184,10 @@ class ResultStore:
         self._write(sa.update(jobs).where(jobs.c.id == job.id).values(
             status="failed", failure_kind=kind, failure_message=message, finished_at=time.time()))
 
+    def run_kind(self, run_id: str) -> str | None:
+        """run, nightly, nightly-rerun, ...; None for an unknown run."""
+        return self._scalar(sa.select(runs.c.kind).where(runs.c.id == run_id))
+
     def run_exists(self, run_id: str) -> bool:
         return self._scalar(sa.select(runs.c.id).where(runs.c.id == run_id)) is not None
 

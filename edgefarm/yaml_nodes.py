@@ -1,44 +1,61 @@
-"""Reading YAML config files with line numbers, so every error names file:line, what is
-wrong and the valid choices. devices.yaml and the nightly matrix both read through here."""
+"""Reading YAML files with line numbers, so every error names file:line, what is wrong and the
+valid choices. devices.yaml, the nightly matrix and recipe files all read through here.
+
+Controller and compressors code only: it needs PyYAML, which the board's agent never installs."""
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-import yaml
-from yaml.constructor import ConstructorError, SafeConstructor
+if TYPE_CHECKING:  # PyYAML loads only when a file is read: a cached recipe needs none of it
+    import yaml
+    from yaml.constructor import SafeConstructor
 
 _YAML_TAG_PREFIX = "tag:yaml.org,2002:"
 _MERGE_TAG = _YAML_TAG_PREFIX + "merge"
-_SAFE = SafeConstructor()           # only used for YAML's int syntax and merge keys (<<)
+
+
+@cache
+def _safe() -> SafeConstructor:
+    """Only used for YAML's int syntax and merge keys (<<)."""
+    from yaml.constructor import SafeConstructor
+
+    return SafeConstructor()
 
 
 class ConfigError(ValueError):
     """A config file that cannot be used; the message is one line: file:line: what; how to fix."""
 
 
-def read_text(path: Path, source: str, missing_hint: str, error_type: type[ConfigError] = ConfigError) -> str:
+def read_text(path: Path, source: str, missing: str, error_type: type[Exception] = ConfigError) -> str:
+    """missing: what to do about a file that is not there, e.g. "check the path"."""
     try:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise error_type(f"{source}: no such file; create it ({missing_hint})") from None
+        raise error_type(f"{source}: no such file; {missing}") from None
     except UnicodeDecodeError as error:
         raise error_type(f"{source}: not UTF-8 text ({error.reason} at byte {error.start})") from None
     except OSError as error:
         raise error_type(f"{source}: cannot read it: {error.strerror}") from None
 
 
-def compose(text: str, source: str, error_type: type[ConfigError] = ConfigError) -> yaml.Node | None:
+def compose(text: str, source: str, error_type: type[Exception] = ConfigError) -> yaml.Node | None:
+    import yaml
+
     try:
         return yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as error:
         raise yaml_error(error, source, error_type) from None
 
 
-def yaml_error(error: yaml.YAMLError, source: str, error_type: type[ConfigError] = ConfigError) -> ConfigError:
+def yaml_error(error: yaml.YAMLError, source: str, error_type: type[Exception] = ConfigError) -> Exception:
     """PyYAML's multi-line report as one line, at the line of the problem."""
+    import yaml
+    from yaml.constructor import ConstructorError
+
     if not isinstance(error, yaml.MarkedYAMLError):
         return error_type(f"{source}: YAML error: {' '.join(str(error).split())}")
     kind = "YAML error" if isinstance(error, ConstructorError) else "YAML syntax error"
@@ -99,9 +116,11 @@ def entries(node: yaml.Node, ctx: NodeContext, what: str) -> dict[str, Entry]:
     """A mapping node's entries by key; non-string and duplicate keys are errors."""
     if kind_of(node) != "map":
         raise ctx.error(node, f"{what} must be a mapping (key: value), got {describe(node)}")
+    import yaml
+
     _check_duplicate_keys(node, ctx)
     try:
-        _SAFE.flatten_mapping(node)   # merge keys (<<: *anchor); the mapping's own keys win
+        _safe().flatten_mapping(node)   # merge keys (<<: *anchor); the mapping's own keys win
     except yaml.YAMLError as error:
         raise yaml_error(error, ctx.source, ctx.error_type) from None
     return {_key(key, ctx): Entry(key, value) for key, value in node.value}
@@ -161,7 +180,7 @@ def integer(node: yaml.Node, ctx: NodeContext, what: str, low: int, high: int | 
         quoted = kind_of(node) == "str" and node.value.strip().lstrip("+-").isdigit()
         hint = "; write it without quotes" if quoted else ""
         raise ctx.error(node, f"{what} must be {wanted}, got {describe(node)}{hint}")
-    value = _SAFE.construct_yaml_int(node)
+    value = _safe().construct_yaml_int(node)
     if value < low or (high is not None and value > high):
         raise ctx.error(node, f"{what} must be {wanted}, got {value}")
     return value
