@@ -137,7 +137,7 @@ class Job:
                       samples_ns=m.samples_ns, latency=stats_to_pb(m.samples_ns),
                       compute_separable=engine.compute_separable, fps=batch * len(m.samples_ns) / m.wall_seconds,
                       measure_seconds=m.wall_seconds, warmup_iterations=warmups, batch_size=batch,
-                      streams=max(self.spec.streams, 1),
+                      streams=max(self.spec.streams, 1), stopped_by=m.stopped_by,
                       # LiteRT builds nothing and leaves these out (see Engine in backends/base.py)
                       engine_build_ms=getattr(engine, "build_ms", 0.0),
                       engine_cache_hit=getattr(engine, "cache_hit", False))

@@ -40,6 +40,7 @@ class Measurement:
     compute_samples_ns: list[int]       # empty when the engine cannot separate compute
     wall_seconds: float
     warmup_iterations: int
+    stopped_by: str = ""                # which rule ended it: min-time, max-iterations or max-seconds
 
 
 def warm_up(engine: Engine, samples: Sequence[Feeds], policy: WarmupPolicy,
@@ -69,7 +70,7 @@ def measure(engine: Engine, samples: Sequence[Feeds], policy: MeasurePolicy,
         times.append(t1 - t0)
         if stop.reached(len(times), t1):
             break
-    return Measurement(times, [], (clock() - stop.start) / 1e9, 0)
+    return Measurement(times, [], (clock() - stop.start) / 1e9, 0, stop.stopped_by)
 
 
 def _measure_separable(engine: Engine, samples: Sequence[Feeds], policy: MeasurePolicy,
@@ -84,11 +85,12 @@ def _measure_separable(engine: Engine, samples: Sequence[Feeds], policy: Measure
         compute.append(timing.compute_ns or 0)
         if stop.reached(len(host), clock()):
             break
-    return Measurement(host, compute, (clock() - stop.start) / 1e9, 0)
+    return Measurement(host, compute, (clock() - stop.start) / 1e9, 0, stop.stopped_by)
 
 
 class _StopRule:
-    """Both minimums met, or either maximum hit; reports progress at most every 0.5 s."""
+    """Both minimums met, or either maximum hit; reports progress at most every 0.5 s. stopped_by
+    says which, so a cap that cut a run short of its minimum time is never silent."""
 
     def __init__(self, policy: MeasurePolicy, start_ns: int, progress: ProgressFn | None) -> None:
         self.start = start_ns
@@ -98,14 +100,22 @@ class _StopRule:
         self._span = max(self._min_end - start_ns, 1)
         self._progress = progress
         self._next_report = start_ns + _PROGRESS_EVERY_NS
+        self.stopped_by = ""
 
     def reached(self, n: int, now: int) -> bool:
         if (n >= self._min_n and now >= self._min_end) or n >= self._max_n or now >= self._max_end:
+            self.stopped_by = _stop_reason(n >= self._min_n and now >= self._min_end, now >= self._max_end)
             return True
         if self._progress is not None and now >= self._next_report:
             self._next_report = now + _PROGRESS_EVERY_NS
             self._progress("measure", min((now - self.start) / self._span, 1.0))
         return False
+
+
+def _stop_reason(minimums_met: bool, out_of_time: bool) -> str:
+    if minimums_met:
+        return "min-time"
+    return "max-seconds" if out_of_time else "max-iterations"
 
 
 def measure_streams(engines: Sequence[Engine], samples: Sequence[Feeds], policy: MeasurePolicy,
@@ -136,4 +146,4 @@ def measure_streams(engines: Sequence[Engine], samples: Sequence[Feeds], policy:
         t.start()
     for t in threads:
         t.join()
-    return Measurement([x for s in per_stream for x in s], [], (clock() - stop.start) / 1e9, 0)
+    return Measurement([x for s in per_stream for x in s], [], (clock() - stop.start) / 1e9, 0, stop.stopped_by)

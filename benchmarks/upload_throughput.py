@@ -69,10 +69,10 @@ def interleaved(first: Callable[[], float], second: Callable[[], float]) -> tupl
 def timed_upload(client: AgentClient, artifact: Path, sha: str, agent_cache: Path) -> float:
     (agent_cache / sha).unlink(missing_ok=True)  # the agent keeps what it has: make it receive again
     start = time.perf_counter()
-    ref = client.upload(artifact, sha)
+    received = client.upload(artifact, sha)
     elapsed = time.perf_counter() - start
-    if ref.bytes_received != artifact.stat().st_size:
-        raise RuntimeError(f"the agent received {ref.bytes_received} bytes, not {artifact.stat().st_size}")
+    if received != artifact.stat().st_size:
+        raise RuntimeError(f"the agent received {received} bytes, not {artifact.stat().st_size}")
     return elapsed
 
 

@@ -272,7 +272,7 @@ class EnvironmentFingerprint(_message.Message):
     def __init__(self, cpu_governor: _Optional[str] = ..., cpu_cur_freq_khz: _Optional[int] = ..., cpu_max_freq_khz: _Optional[int] = ..., nvpmodel_mode: _Optional[str] = ..., jetson_clocks: _Optional[str] = ..., temps_start_c: _Optional[_Mapping[str, float]] = ..., temps_end_c: _Optional[_Mapping[str, float]] = ..., throttled: bool = ..., throttle_flags: _Optional[_Iterable[str]] = ..., versions: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Result(_message.Message):
-    __slots__ = ("job_id", "backend", "provider", "samples_ns", "latency", "compute_separable", "compute_samples_ns", "compute_latency", "fps", "load_ms", "first_inference_ms", "peak_rss_bytes", "measure_seconds", "warmup_iterations", "batch_size", "device", "power", "environment", "accuracy_available", "accuracy", "streams", "engine_build_ms", "engine_cache_hit", "input_shapes", "input_source", "input_samples", "fidelity", "fidelity_unavailable_reason")
+    __slots__ = ("job_id", "backend", "provider", "samples_ns", "latency", "compute_separable", "compute_samples_ns", "compute_latency", "fps", "load_ms", "first_inference_ms", "peak_rss_bytes", "measure_seconds", "warmup_iterations", "batch_size", "device", "power", "environment", "accuracy_available", "accuracy", "streams", "engine_build_ms", "engine_cache_hit", "input_shapes", "input_source", "input_samples", "fidelity", "fidelity_unavailable_reason", "stopped_by")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
@@ -301,6 +301,7 @@ class Result(_message.Message):
     INPUT_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     FIDELITY_FIELD_NUMBER: _ClassVar[int]
     FIDELITY_UNAVAILABLE_REASON_FIELD_NUMBER: _ClassVar[int]
+    STOPPED_BY_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     backend: str
     provider: str
@@ -329,7 +330,8 @@ class Result(_message.Message):
     input_samples: int
     fidelity: _containers.RepeatedCompositeFieldContainer[OutputFidelity]
     fidelity_unavailable_reason: str
-    def __init__(self, job_id: _Optional[str] = ..., backend: _Optional[str] = ..., provider: _Optional[str] = ..., samples_ns: _Optional[_Iterable[int]] = ..., latency: _Optional[_Union[LatencyStats, _Mapping]] = ..., compute_separable: bool = ..., compute_samples_ns: _Optional[_Iterable[int]] = ..., compute_latency: _Optional[_Union[LatencyStats, _Mapping]] = ..., fps: _Optional[float] = ..., load_ms: _Optional[float] = ..., first_inference_ms: _Optional[float] = ..., peak_rss_bytes: _Optional[int] = ..., measure_seconds: _Optional[float] = ..., warmup_iterations: _Optional[int] = ..., batch_size: _Optional[int] = ..., device: _Optional[_Union[DeviceInfo, _Mapping]] = ..., power: _Optional[_Union[PowerSummary, _Mapping]] = ..., environment: _Optional[_Union[EnvironmentFingerprint, _Mapping]] = ..., accuracy_available: bool = ..., accuracy: _Optional[float] = ..., streams: _Optional[int] = ..., engine_build_ms: _Optional[float] = ..., engine_cache_hit: bool = ..., input_shapes: _Optional[_Iterable[_Union[InputShape, _Mapping]]] = ..., input_source: _Optional[str] = ..., input_samples: _Optional[int] = ..., fidelity: _Optional[_Iterable[_Union[OutputFidelity, _Mapping]]] = ..., fidelity_unavailable_reason: _Optional[str] = ...) -> None: ...
+    stopped_by: str
+    def __init__(self, job_id: _Optional[str] = ..., backend: _Optional[str] = ..., provider: _Optional[str] = ..., samples_ns: _Optional[_Iterable[int]] = ..., latency: _Optional[_Union[LatencyStats, _Mapping]] = ..., compute_separable: bool = ..., compute_samples_ns: _Optional[_Iterable[int]] = ..., compute_latency: _Optional[_Union[LatencyStats, _Mapping]] = ..., fps: _Optional[float] = ..., load_ms: _Optional[float] = ..., first_inference_ms: _Optional[float] = ..., peak_rss_bytes: _Optional[int] = ..., measure_seconds: _Optional[float] = ..., warmup_iterations: _Optional[int] = ..., batch_size: _Optional[int] = ..., device: _Optional[_Union[DeviceInfo, _Mapping]] = ..., power: _Optional[_Union[PowerSummary, _Mapping]] = ..., environment: _Optional[_Union[EnvironmentFingerprint, _Mapping]] = ..., accuracy_available: bool = ..., accuracy: _Optional[float] = ..., streams: _Optional[int] = ..., engine_build_ms: _Optional[float] = ..., engine_cache_hit: bool = ..., input_shapes: _Optional[_Iterable[_Union[InputShape, _Mapping]]] = ..., input_source: _Optional[str] = ..., input_samples: _Optional[int] = ..., fidelity: _Optional[_Iterable[_Union[OutputFidelity, _Mapping]]] = ..., fidelity_unavailable_reason: _Optional[str] = ..., stopped_by: _Optional[str] = ...) -> None: ...
 
 class Failure(_message.Message):
     __slots__ = ("kind", "message")

@@ -178,6 +178,8 @@ def test_run_on_a_board_leased_by_someone_else_is_refused_then_runs(tmp_path, mo
         nightly = manager.acquire("board-a", "nightly@ci", "nightly run", 120)
         refused = edgefarm(*args)
         assert refused.returncode == 2 and "is leased by nightly@ci (nightly run)" in refused.stderr
+        with sqlite3.connect(tmp_path / "r.sqlite") as db:  # refused, not "failed": nothing went wrong on a board
+            assert db.execute("SELECT status FROM runs").fetchall() == [("refused",)]
         manager.release(nightly)
         ran = edgefarm(*args)
         assert ran.returncode == 0, ran.stderr
@@ -216,3 +218,15 @@ def test_a_ca_error_is_one_line_not_a_traceback(tmp_path):
     again = edgefarm("ca", "init", "--dir", str(tmp_path / "ca"))
     assert again.returncode == 2 and "Traceback" not in again.stderr
     assert again.stderr.startswith("edgefarm: error: a farm CA already exists")
+
+
+def test_a_cap_that_cuts_measuring_short_of_min_seconds_is_said(tmp_path, model_cache):
+    """The first release cut --min-seconds 20 to about 10 s with its --max-iterations default, silently."""
+    proc = edgefarm("run", "digits-cnn", "--local", "--db", str(tmp_path / "r.sqlite"), "--cache-dir",
+                    str(model_cache), "--warmup-seconds", "0.05", "--min-seconds", "30", "--max-iterations", "20",
+                    "--min-iterations", "10")
+    assert proc.returncode == 0, proc.stderr
+    assert "edgefarm: warning: fp32 on local: measuring stopped at the --max-iterations cap after" in proc.stderr
+    assert "short of --min-seconds 30; raise the cap for the full duration" in proc.stderr
+    result = _stored_result(tmp_path / "r.sqlite")
+    assert (result.stopped_by, result.latency.count) == ("max-iterations", 20) and result.measure_seconds < 30

@@ -57,17 +57,21 @@ def policy(min_iterations: int = 10, min_seconds: float = 1.0, max_iterations: i
     return MeasurePolicy(min_iterations, min_seconds, max_iterations, max_seconds)
 
 
-@pytest.mark.parametrize(("rule", "stop_policy", "iterations"), [
-    ("min_seconds is the last minimum met", policy(min_iterations=10, min_seconds=1.0), 100),
-    ("min_iterations is the last minimum met", policy(min_iterations=200, min_seconds=1.0), 200),
-    ("max_iterations caps before min_seconds", policy(min_seconds=1.0, max_iterations=30), 30),
-    ("max_seconds caps before min_iterations", policy(min_iterations=1000, min_seconds=0.1, max_seconds=0.5), 50),
-    ("both minimums met on the same run", policy(min_iterations=100, min_seconds=1.0), 100),
+@pytest.mark.parametrize(("rule", "stop_policy", "iterations", "stopped_by"), [
+    ("min_seconds is the last minimum met", policy(min_iterations=10, min_seconds=1.0), 100, "min-time"),
+    ("min_iterations is the last minimum met", policy(min_iterations=200, min_seconds=1.0), 200, "min-time"),
+    ("max_iterations caps before min_seconds", policy(min_seconds=1.0, max_iterations=30), 30, "max-iterations"),
+    ("max_seconds caps before min_iterations", policy(min_iterations=1000, min_seconds=0.1, max_seconds=0.5), 50,
+     "max-seconds"),
+    ("both minimums met on the same run", policy(min_iterations=100, min_seconds=1.0), 100, "min-time"),
 ])
-def test_measure_stops_at_the_exact_iteration(rule: str, stop_policy: MeasurePolicy, iterations: int) -> None:
+def test_measure_stops_at_the_exact_iteration(rule: str, stop_policy: MeasurePolicy, iterations: int,
+                                              stopped_by: str) -> None:
+    """stopped_by names the rule: a cap that cut a run short of --min-seconds is never silent."""
     clock = FakeClock()
     engine = TickingEngine(clock)
     m = measure(engine, FEEDS, stop_policy, clock=clock)
+    assert m.stopped_by == stopped_by, rule
     assert m.samples_ns == [RUN_NS] * iterations, rule
     assert engine.runs == iterations
     assert m.wall_seconds == iterations * RUN_NS / 1e9

@@ -374,7 +374,9 @@ def test_cli_status_shows_idle_leased_and_quarantined_boards(tmp_path: Path, cap
     assert re.search(r"leased\s+│\s+nightly@ci-runner-3\s+│\s+nightly \[int8\]\s+│\s+1(19|20) s", rows["orin-01"])
     assert re.search(r"quarantined .*since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC: USB resets", rows["coral-01"])
     assert "idle" in rows["x86-01"]
-    assert main(["devices", "unquarantine", "coral-01", *flags]) == 0
+    assert main(["devices", "unquarantine", "coral-01", *flags]) == 2   # 192.0.2.20 answers no health check
+    assert "coral-01 failed its health check" in capsys.readouterr().err
+    assert main(["devices", "unquarantine", "coral-01", "--force", *flags]) == 0
     assert main(["devices", "status", *flags]) == 0
     rows = {line.split()[1]: line for line in capsys.readouterr().out.splitlines() if line.startswith("│")}
     assert "idle" in rows["coral-01"]

@@ -279,6 +279,16 @@ def _patched_wheel(version: str, out_dir: Path) -> Path:
 
 
 @pytest.mark.slow
+def test_upgrade_to_the_installed_version_says_already_at(first_report, device, ssh, install) -> None:
+    """The first release printed "upgraded 0.1.0 → 0.1.0" here."""
+    report = provision(device, ssh, replace(install, upgrade=True), log=lambda line: None)
+    assert (report.action, report.old_version, report.new_version) == \
+        ("reinstalled", first_report.new_version, first_report.new_version)
+    assert f"agent already at {first_report.new_version}; reinstalled it from the wheel" in report.summary()
+    assert "→" not in report.summary()
+
+
+@pytest.mark.slow
 def test_upgrade_replaces_the_installed_version(first_report, device, ssh, install, ssh_server, tmp_path) -> None:
     # A second wheel with a bumped version, rather than reinstalling the same one: the version
     # Describe reports then proves the restarted agent runs the new code.

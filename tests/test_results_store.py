@@ -9,7 +9,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pandas as pd
@@ -57,8 +57,9 @@ RESULT = BenchmarkResult(
 
 
 def _equal_records(a: BenchmarkResult, b: BenchmarkResult) -> bool:
-    """Records compare equal except that NaN never equals itself: compare through JSON, where it does."""
-    return json.dumps(repr(a)) == json.dumps(repr(b))
+    """Records compare equal except that NaN never equals itself: compare through JSON, where it does
+    (and where maps compare whatever order protobuf hands their keys back in)."""
+    return json.dumps(asdict(a), sort_keys=True) == json.dumps(asdict(b), sort_keys=True)
 
 
 def test_a_result_survives_the_wire_both_ways():

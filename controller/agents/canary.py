@@ -43,7 +43,10 @@ async def health_check(name: str, address: str, backends: Collection[str]) -> tu
         fmt, backend = canary_backend(backends)
     except NoBackendError as exc:
         return False, f"no canary runs on {name}: {exc}"
-    client = AsyncAgentClient(name, address)
+    try:
+        client = AsyncAgentClient(name, address)
+    except Exception as exc:  # no TLS material for the board, a malformed address: a check that cannot start fails
+        return False, f"cannot dial {name} at {address}: {exc}"
     try:
         await client.connect()
         accuracy = await _canary_accuracy(client, fmt, backend)

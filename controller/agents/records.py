@@ -167,6 +167,7 @@ class BenchmarkResult:
     input_samples: int = 0
     fidelity: tuple[OutputFidelity, ...] = ()
     fidelity_unavailable_reason: str = ""
+    stopped_by: str = ""                   # min-time, max-iterations, max-seconds; "" from an older agent
 
 
 @dataclass(frozen=True)

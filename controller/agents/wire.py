@@ -95,7 +95,7 @@ def result_from_pb(message: pb.Result) -> BenchmarkResult:
         engine_cache_hit=message.engine_cache_hit, input_shapes=_shapes(message.input_shapes),
         input_source=message.input_source, input_samples=message.input_samples,
         fidelity=tuple(_fidelity(f) for f in message.fidelity),
-        fidelity_unavailable_reason=message.fidelity_unavailable_reason)
+        fidelity_unavailable_reason=message.fidelity_unavailable_reason, stopped_by=message.stopped_by)
 
 
 def result_to_pb(result: BenchmarkResult) -> pb.Result:
@@ -121,7 +121,7 @@ def result_to_pb(result: BenchmarkResult) -> pb.Result:
         input_shapes=[pb.InputShape(name=name, dims=list(dims)) for name, dims in result.input_shapes],
         input_source=result.input_source, input_samples=result.input_samples,
         fidelity=[pb.OutputFidelity(**vars(f)) for f in result.fidelity],
-        fidelity_unavailable_reason=result.fidelity_unavailable_reason)
+        fidelity_unavailable_reason=result.fidelity_unavailable_reason, stopped_by=result.stopped_by)
 
 
 def result_from_bytes(blob: bytes) -> BenchmarkResult:

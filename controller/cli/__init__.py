@@ -56,9 +56,10 @@ def user_errors() -> tuple[type[BaseException], ...]:
 def configure_logging(level: str) -> None:
     """Library code logs through logging.getLogger(__name__); the console shows the run itself, so
     by default only warnings reach stderr. Other libraries stay at WARNING whatever is asked."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
+    if not logging.getLogger().handlers:  # an embedding program (or pytest) that set up logging keeps it
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        logging.basicConfig(level=logging.WARNING, handlers=[handler])
     logging.getLogger("edgefarm").setLevel(level)
 
 

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,11 +13,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from edgefarm.controller.agents.client import AgentClient, AgentUnreachableError
+from edgefarm.controller.agents.canary import health_check
+from edgefarm.controller.agents.client import AgentClient, AgentRejectedError, AgentUnreachableError
 from edgefarm.controller.cli.common import CliError, leases_url
 from edgefarm.controller.config.inventory import load_inventory
 from edgefarm.controller.leases import DeviceState, LeaseError, LeaseManager, format_time, open_lease_manager
 
+log = logging.getLogger(__name__)
 EXAMPLES = """examples:
   edgefarm devices check devices.yaml
   edgefarm devices check devices.yaml --ping
@@ -45,8 +49,10 @@ def _register_lease_commands(dsub: argparse._SubParsersAction) -> None:
     quarantine.add_argument("device", help="device name from the devices file")
     quarantine.add_argument("--reason", required=True, help="what is wrong, shown to whoever asks for the board")
     quarantine.set_defaults(handler=execute_quarantine)
-    unquarantine = dsub.add_parser("unquarantine", help="let a checked board be leased again")
+    unquarantine = dsub.add_parser("unquarantine", help="health-check a board, and let it be leased again if it passes")
     unquarantine.add_argument("device", help="device name from the devices file")
+    unquarantine.add_argument("--force", action="store_true",
+                              help="return the board even if its health check fails (logged)")
     unquarantine.set_defaults(handler=execute_unquarantine)
     for parser in (status, quarantine, unquarantine):
         parser.add_argument("--devices", type=Path, default=Path("devices.yaml"),
@@ -67,9 +73,9 @@ def execute_check(args: argparse.Namespace) -> int:
         try:
             info = client.connect()
             print(f"  {device.name}: {info.cpu_model}, agent {info.agent_version}")
-        except AgentUnreachableError as exc:
+        except (AgentUnreachableError, AgentRejectedError) as exc:  # report every board, then fail
             unreachable += 1
-            print(f"  {device.name}: unreachable: {exc}")
+            print(f"  {device.name}: {'unreachable' if isinstance(exc, AgentUnreachableError) else 'refused'}: {exc}")
         finally:
             client.close()
     return 1 if unreachable else 0
@@ -95,10 +101,19 @@ def execute_quarantine(args: argparse.Namespace) -> int:
 
 
 def execute_unquarantine(args: argparse.Namespace) -> int:
-    device = load_inventory(args.devices).get(args.device).name
+    """Only a board that passes its health check (Describe + the canary) returns to service."""
+    device = load_inventory(args.devices).get(args.device)
+    ok, why = asyncio.run(health_check(device.name, device.address, device.backends))
+    if not ok and not args.force:
+        raise CliError(f"{device.name} failed its health check: {why}; it stays quarantined "
+                       f"(fix the board, or pass --force to return it anyway)")
     with lease_manager(args) as leases:
-        leases.unquarantine(device)
-    print(f"{device}: can be leased again")
+        leases.unquarantine(device.name)
+    if ok:
+        print(f"{device.name}: passed its health check; can be leased again")
+    else:
+        log.warning("%s returned to service by --force although its health check failed: %s", device.name, why)
+        print(f"{device.name}: can be leased again (--force; its health check failed: {why})")
     return 0
 
 

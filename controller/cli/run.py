@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+from edgefarm.controller.agents.client import AgentUnreachableError
 from edgefarm.controller.cli.common import (
     CliError,
     add_measure_flags,
@@ -18,7 +19,9 @@ from edgefarm.controller.cli.common import (
 from edgefarm.controller.config.targets import resolve_target
 from edgefarm.controller.console import RunConsole, fidelity_cell, inputs_cell, summary_table
 from edgefarm.controller.execution.single_run import RunExecutor
+from edgefarm.controller.leases import LeaseError
 from edgefarm.controller.planning.input_plan import parse_shape_args
+from edgefarm.controller.planning.job_inputs import AgentTooOldError
 from edgefarm.controller.planning.run_plan import AS_IS, PhaseTimes, RunOutcome, RunPlan, Target
 from edgefarm.controller.results.frame import results_frame
 from edgefarm.controller.results.store import ResultStore
@@ -76,6 +79,10 @@ def execute(args: argparse.Namespace) -> int:
     return run_and_report(args.model, recipes, target, args, command=f"run {args.model}")
 
 
+REFUSALS = (LeaseError, AgentUnreachableError, AgentTooOldError)
+CAPS = {"max-iterations": "the --max-iterations cap", "max-seconds": "the max-seconds cap"}
+
+
 def run_and_report(model: str, recipes: tuple[str, ...], target: Target, args: argparse.Namespace,
                    command: str, times: PhaseTimes | None = None) -> int:
     if not model.endswith(".tflite"):
@@ -91,6 +98,9 @@ def run_and_report(model: str, recipes: tuple[str, ...], target: Target, args: a
     try:
         with ui.live():
             outcome = RunExecutor(store, ui, times, leases).execute(plan, run_id)
+    except REFUSALS:  # nothing was measured: the board was busy, unreachable or too old
+        store.finish_run(run_id, "refused")
+        raise
     except BaseException:
         store.finish_run(run_id, "failed")
         raise
@@ -133,12 +143,24 @@ def show(store: ResultStore, outcome: RunOutcome, args: argparse.Namespace, ui: 
     else:
         ui.out.print(summary_table([_summary_row(r) for r in rows]))
         ui.out.print(f"run {outcome.run_id}: {outcome.results} result(s) stored in {store.path}")
+    for row in rows:
+        _warn_if_capped(row, args, ui)
     for f in outcome.failures:
         # One line however long: scripts and CI logs grep for it, and wrapping would split the fix from the fault.
         ui.err.print(f"[red]edgefarm: {f.variant} on {f.device} failed ({f.kind}): {f.message}[/red]",
                      soft_wrap=True, markup=True, highlight=False)
     if args.out is not None and rows:
         write_reports(frame, args.out, ui, title=f"edgefarm run {outcome.run_id}")
+
+
+def _warn_if_capped(row: dict, args: argparse.Namespace, ui: RunConsole) -> None:
+    """A cap that ended measuring before --min-seconds is never silent."""
+    if row.get("stopped_by") not in CAPS or row["measure_seconds"] >= args.min_seconds:
+        return
+    where, cap = f"{row['variant']} on {row['device']}", CAPS[row["stopped_by"]]
+    ui.err.print(f"edgefarm: warning: {where}: measuring stopped at {cap} after {row['measure_seconds']:.1f} s, "
+                 f"short of --min-seconds {args.min_seconds:g}; raise the cap for the full duration",
+                 soft_wrap=True, markup=False, highlight=False)
 
 
 def write_reports(frame, out: Path, ui: RunConsole, title: str) -> tuple[Path, Path]:

@@ -74,7 +74,7 @@ class InstallSettings:
 @dataclass(frozen=True)
 class ProvisionReport:
     device: str
-    action: str                     # "installed", "upgraded" or "unchanged"
+    action: str                     # "installed", "upgraded", "reinstalled" (same version) or "unchanged"
     old_version: str | None
     new_version: str
     agent_version: str              # what the running agent said in Describe
@@ -83,6 +83,8 @@ class ProvisionReport:
     def summary(self) -> str:
         if self.action == "upgraded":
             what = f"agent upgraded {self.old_version} → {self.new_version}"
+        elif self.action == "reinstalled":
+            what = f"agent already at {self.new_version}; reinstalled it from the wheel"
         elif self.action == "unchanged":
             what = f"agent {self.new_version} was already installed (pass --upgrade to replace it)"
         else:
@@ -531,9 +533,9 @@ def _install(board: Board, device: Device, paths: BoardPaths, ca: FarmCa, servic
     service.install(board, agent_command(device, paths))
     service.start(board)
     agent_version = verify_agent(board, device, service, ca)
-    action = "upgraded" if old_version is not None else "installed"
-    return ProvisionReport(device.name, action, old_version, wheel_version(settings.wheel), agent_version,
-                           service.label)
+    new_version = wheel_version(settings.wheel)
+    action = "installed" if old_version is None else "reinstalled" if old_version == new_version else "upgraded"
+    return ProvisionReport(device.name, action, old_version, new_version, agent_version, service.label)
 
 
 def _keep_installed(board: Board, device: Device, paths: BoardPaths, ca: FarmCa, service: Service,

@@ -36,7 +36,8 @@ def result_row(stored: StoredResult) -> dict:
         "compute_p50_ms": r.compute_latency.p50_ms if r.compute_separable else NOT_SEPARABLE,
         "peak_rss_mb": r.peak_rss_bytes / 2**20, "provider": r.provider,
         "device_accuracy": r.accuracy if r.accuracy_available else math.nan,
-        "throttled": r.environment.throttled,
+        "throttled": r.environment.throttled, "measure_seconds": r.measure_seconds,
+        "stopped_by": r.stopped_by or NOT_RECORDED,   # in --json rows; the CSV's columns stay as they were
         "measured_at": datetime.fromtimestamp(stored.measured_at, UTC).isoformat(timespec="seconds"),
     }
     row.update(_power_columns(r.power))

@@ -105,6 +105,7 @@ results = sa.Table(
     sa.Column("throttled", sa.Boolean, nullable=False),
     sa.Column("compute_separable", sa.Boolean, nullable=False),
     sa.Column("fidelity_unavailable_reason", sa.Text, nullable=False),
+    sa.Column("stopped_by", sa.String(32), nullable=False),   # min-time, max-iterations, max-seconds
     sa.Column("samples_ns", sa.LargeBinary, nullable=False),
     sa.Column("compute_samples_ns", sa.LargeBinary, nullable=False),
     sa.Column("compute_latency", sa.Text, nullable=False),     # JSON: the compute-only LatencyStats
@@ -152,7 +153,7 @@ def result_row(result: BenchmarkResult, device: str, measured_at: float) -> dict
         "power_available": power.available, "power_sensor": power.sensor,
         "power_unavailable_reason": power.unavailable_reason, "power_samples": power.sample_count,
         "throttled": env.throttled, "compute_separable": result.compute_separable,
-        "fidelity_unavailable_reason": result.fidelity_unavailable_reason,
+        "fidelity_unavailable_reason": result.fidelity_unavailable_reason, "stopped_by": result.stopped_by,
         "samples_ns": pack_samples(result.samples_ns), "compute_samples_ns": pack_samples(result.compute_samples_ns),
         "compute_latency": json.dumps(asdict(result.compute_latency)),
         "fidelity": json.dumps([asdict(f) for f in result.fidelity]),
@@ -178,7 +179,7 @@ def result_from_row(row: Any, job_id: str) -> BenchmarkResult:
         engine_cache_hit=bool(row.engine_cache_hit), input_shapes=shapes_from_text(row.input_shapes),
         input_source=row.input_source, input_samples=row.input_samples,
         fidelity=tuple(OutputFidelity(**f) for f in json.loads(row.fidelity)),
-        fidelity_unavailable_reason=row.fidelity_unavailable_reason)
+        fidelity_unavailable_reason=row.fidelity_unavailable_reason, stopped_by=row.stopped_by)
 
 
 def _number(value: float | None) -> float:
