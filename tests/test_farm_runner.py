@@ -217,3 +217,55 @@ def test_a_health_check_that_raises_is_reported(tmp_path):
                                         health=explodes, quarantine_after=2)
     asyncio.run(runner.run(jobs))
     assert any("a health check failed: RuntimeError: the canary's temp dir vanished" in note for note in ui.notes)
+
+
+def test_a_board_found_quarantined_is_health_checked_and_returns_to_service_by_itself(tmp_path):
+    """Quarantine that heals: no person has to run `devices unquarantine` after a blip at night."""
+    checked: list[str] = []
+
+    async def passes(device: str, address: str, backends) -> tuple[bool, str]:
+        checked.append(device)
+        return True, "ok"
+
+    boards = ScriptedBoards({"board-a": ["ok"] * 2})
+    runner, jobs, ui = _scripted_runner(tmp_path, boards, ("a", "b"), ("board-a",), health=passes)
+    runner.leases.quarantine("board-a", "3 failures in a row last night")   # as another controller left it
+    outcome = asyncio.run(runner.run(jobs))
+    assert checked == ["board-a"] and (outcome.done, outcome.failed) == (2, [])
+    assert runner.leases.states(["board-a"])[0].status == "idle"
+
+
+def test_jobs_wait_for_a_quarantined_boards_check_and_fail_only_once_it_fails(tmp_path):
+    checks: list[str] = []
+
+    async def fails(device: str, address: str, backends) -> tuple[bool, str]:
+        checks.append(device)
+        return False, f"device {device!r}: no agent answered"
+
+    boards = ScriptedBoards({"board-a": []})
+    runner, jobs, ui = _scripted_runner(tmp_path, boards, ("a",), ("board-a",), health=fails)
+    runner.leases.quarantine("board-a", "USB resets")
+    outcome = asyncio.run(runner.run(jobs))
+    assert checks == ["board-a"] and boards.ran == []
+    assert [(end.kind, end.message) for end in outcome.failed] == [
+        ("infrastructure", "every board that can run it is quarantined and failed its health check")]
+    assert any("board-a failed its health check: device 'board-a': no agent answered" in note for note in ui.notes)
+    assert runner.leases.states(["board-a"])[0].status == "quarantined"
+
+
+def test_a_failed_check_is_repeated_with_backoff_while_the_run_lasts(tmp_path):
+    outcomes = iter([False, False, True])
+    checks: list[float] = []
+    clock = TickingClock()
+
+    async def flaky(device: str, address: str, backends) -> tuple[bool, str]:
+        checks.append(device)
+        return next(outcomes), "canary failed"
+
+    boards = ScriptedBoards({"board-a": ["backend-crash"] * 2 + ["ok"] * 40, "board-b": ["ok"] * 40})
+    runner, jobs, ui = _scripted_runner(tmp_path, boards, tuple(f"j{i}" for i in range(40)), ("board-a", "board-b"),
+                                        health=flaky, quarantine_after=2, recheck_s=0.001, recheck_max_s=0.004)
+    runner.seams = RunnerSeams(clock=clock, client=boards.client, health_check=flaky)
+    asyncio.run(runner.run(jobs))
+    assert checks[:3] == ["board-a"] * 3
+    assert any("board-a passed its health check and is back in service" in note for note in ui.notes)

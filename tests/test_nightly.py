@@ -4,11 +4,13 @@ import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
 from benchmarks.models import mlp_model
 from tests.farm_fixtures import devices_yaml, local_agents
+from tests.postgres_server import free_port
 
 pytestmark = pytest.mark.slow
 MATRIX = """models: [steady.onnx, changing.onnx]
@@ -127,3 +129,38 @@ def test_a_night_with_every_board_down_exits_3(tmp_path):
     assert "planned 1, measured 0, not measured 1, regressed 0: INCOMPLETE" in proc.stdout
     suite = ET.parse(tmp_path / "out" / "junit.xml").getroot()
     assert (suite.get("tests"), suite.get("errors")) == ("1", "1")
+
+
+def _agent_on(port: int, cache: Path) -> subprocess.Popen:
+    """An agent on a fixed port, so a board can go down and come back at the same address."""
+    proc = subprocess.Popen([sys.executable, "-m", "edgefarm.agent", "serve", "--host", "127.0.0.1", "--port",
+                             str(port), "--cache-dir", str(cache)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True)
+    assert "listening" in proc.stdout.readline()
+    return proc
+
+
+def test_a_board_that_died_and_came_back_heals_without_a_manual_unquarantine(farm, tmp_path):
+    """The Done-when of "a nightly you can trust": exit 3 while a board is dead, exit 0 once it is back."""
+    port = free_port()
+    work = tmp_path / "heal"
+    work.mkdir()
+    alive = (farm / "devices.yaml").read_text().split("  - name: board-b")[0].replace("pools:", "")
+    (work / "devices.yaml").write_text(alive + DEAD_BOARD.replace("port: 9", f"port: {port}") +
+                                       "pools:\n  bench: {role: bench}\n")
+    (work / "nightly.yaml").write_text(MATRIX.replace("  - device: board-b", "  - device: board-dead")
+                                       .replace("models: [steady.onnx, changing.onnx]", "models: [steady.onnx]"))
+    shutil.copy(farm / "steady.onnx", work / "steady.onnx")
+    dead = nightly(work)
+    assert dead.returncode == 3, dead.stdout + dead.stderr
+    assert "board-dead quarantined" in dead.stderr   # three transport failures in a row
+    agent = _agent_on(port, work / "agent-cache")
+    try:
+        healed = nightly(work)
+    finally:
+        agent.terminate()
+        agent.wait(timeout=30)
+        agent.stdout.close()
+    assert healed.returncode == 0, healed.stdout + healed.stderr
+    assert "board-dead passed its health check and is back in service" in healed.stderr
+    assert "planned 2, measured 2, not measured 0" in healed.stdout

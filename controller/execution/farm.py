@@ -45,6 +45,8 @@ class RetryPolicy:
     lease_ttl_s: float = 60.0
     poll_s: float = 0.2              # how often to look for a board leased by someone else
     wait_for_leases: bool = True     # False: a board leased by someone else is refused at once (`edgefarm run`)
+    recheck_s: float = 30.0          # a quarantined board that failed its check is checked again after this,
+    recheck_max_s: float = 600.0     # doubling up to this, for as long as the run lasts
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,8 @@ class FarmRunner:
         self.single_board = single_board
         self.seams = seams or RunnerSeams()
         self._streak: dict[str, int] = {}
-        self._quarantined: set[str] = set()
+        self._quarantined: set[str] = set()   # out of this run's rotation until a health check passes
+        self._unhealthy: set[str] = set()     # quarantined boards whose latest health check failed
         self._lease_failures = 0  # consecutive lease-database errors
         self._health_checks: set[asyncio.Task] = set()  # kept, so none is lost or outlives the run
         self._bytes_uploaded = 0
@@ -155,9 +158,9 @@ class FarmRunner:
     def _try_lease(self, device: str) -> Lease | None:
         try:
             lease = self.leases.acquire(device, self.owner, "edgefarm farm run", self.policy.lease_ttl_s)
-        except DeviceQuarantinedError as exc:  # another controller's verdict on the board
-            self.ui.note(f"[yellow]{device}: {exc}[/yellow]")
-            self._quarantined.add(device)
+        except DeviceQuarantinedError as exc:  # an earlier verdict on the board: check it before giving up on it
+            self.ui.note(f"[yellow]{device} is quarantined ({exc}); checking its health[/yellow]")
+            self._start_healing(device)
             return None
         except Exception as exc:  # the lease database failed, not the board: never quarantine for it
             return self._lease_database_failed(device, exc)
@@ -179,12 +182,13 @@ class FarmRunner:
         return None
 
     def _anyone_can_run(self, pending: list[FarmJob], outcome: FarmOutcome) -> bool:
-        """Jobs whose every candidate is quarantined can never run in this pass: record them."""
-        stuck = [j for j in pending if set(j.planned.candidates) <= self._quarantined]
+        """Jobs whose every candidate is quarantined and failed its health check cannot run now:
+        record them. Jobs whose boards are still being checked wait for the verdict."""
+        stuck = [j for j in pending if set(j.planned.candidates) <= self._unhealthy]
         for job in stuck:
             pending.remove(job)
             self._fail(JobEnd(job, job.planned.target, "infrastructure",
-                              "every board that can run it is quarantined"), outcome)
+                              "every board that can run it is quarantined and failed its health check"), outcome)
         return bool(pending)
 
     async def _run_on(self, job: FarmJob, device: str, lease: Lease) -> JobEnd:
@@ -252,12 +256,25 @@ class FarmRunner:
         if self._streak[device] >= self.policy.quarantine_after and device not in self._quarantined:
             reason = f"{self._streak[device]} failures in a row, last: {end.kind}: {end.message[:200]}"
             self.leases.quarantine(device, reason)
-            self._quarantined.add(device)
             outcome.quarantined.append(device)
             self.ui.note(f"[red]{device} quarantined: {reason}[/red]")
-            check = asyncio.ensure_future(self._recheck(device))
-            self._health_checks.add(check)
-            check.add_done_callback(self._health_check_ended)
+            self._start_healing(device)
+
+    def _start_healing(self, device: str) -> None:
+        """Out of rotation, and health-checked until it passes or the run ends (the task is kept)."""
+        if device in self._quarantined:
+            return
+        self._quarantined.add(device)
+        check = asyncio.ensure_future(self._heal(device))
+        self._health_checks.add(check)
+        check.add_done_callback(self._health_check_ended)
+
+    async def _heal(self, device: str) -> None:
+        delay = self.policy.recheck_s
+        while not await self._recheck(device):
+            self._unhealthy.add(device)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.policy.recheck_max_s)
 
     def _health_check_ended(self, check: asyncio.Task) -> None:
         self._health_checks.discard(check)
@@ -266,16 +283,19 @@ class FarmRunner:
             log.error("health check failed with %s: %s", type(error).__name__, error)
             self.ui.note(f"[red]a health check failed: {type(error).__name__}: {error}[/red]")
 
-    async def _recheck(self, device: str) -> None:
+    async def _recheck(self, device: str) -> bool:
         """Describe plus the canary model; a board that passes returns to service."""
         ok, why = await self.seams.health_check(device, self.devices[device].address, self.devices[device].backends)
+        log.info("health check of %s: %s", device, "passed" if ok else f"failed: {why}")
         if ok:
             self.leases.unquarantine(device)
             self._quarantined.discard(device)
+            self._unhealthy.discard(device)
             self._streak[device] = 0
             self.ui.note(f"[green]{device} passed its health check and is back in service[/green]")
         else:
             self.ui.note(f"[red]{device} failed its health check: {why}[/red]")
+        return ok
 
     def _fail(self, end: JobEnd, outcome: FarmOutcome) -> None:
         self.store.add_failure(end.job.record, end.kind, end.message)
