@@ -11,7 +11,14 @@ from edgefarm.controller.agents.client import AgentUnreachableError
 from edgefarm.controller.agents.records import BenchmarkResult, DeviceInfo, Failure, JobSpec, LatencyStats, Progress
 from edgefarm.controller.config.inventory import Device
 from edgefarm.controller.console import RunConsole
-from edgefarm.controller.execution.farm import LEASE_DB_ATTEMPTS, FarmJob, FarmRunner, RetryPolicy, RunnerSeams
+from edgefarm.controller.execution.farm import (
+    LEASE_DB_ATTEMPTS,
+    FarmJob,
+    FarmOutcome,
+    FarmRunner,
+    RetryPolicy,
+    RunnerSeams,
+)
 from edgefarm.controller.leases import LeaseError
 from edgefarm.controller.leases.sqlite import SqliteLeaseManager
 from edgefarm.controller.planning.run_plan import MeasureSettings
@@ -269,3 +276,30 @@ def test_a_failed_check_is_repeated_with_backoff_while_the_run_lasts(tmp_path):
     asyncio.run(runner.run(jobs))
     assert checks[:3] == ["board-a"] * 3
     assert any("board-a passed its health check and is back in service" in note for note in ui.notes)
+
+
+def test_a_job_waiting_on_a_board_someone_else_holds_says_who_and_gives_up_after_lease_wait(tmp_path):
+    boards = ScriptedBoards({"board-a": []})
+    runner, jobs, ui = _scripted_runner(tmp_path, boards, ("fp32",), ("board-a",), lease_wait_s=2.0)
+    runner.leases.acquire("board-a", "alice@laptop", "debugging the detector", ttl_s=600)
+    outcome = asyncio.run(runner.run(jobs))
+    assert boards.ran == [] and [(end.kind, end.message) for end in outcome.failed] == [
+        ("infrastructure", "waited 2 s for board-a, leased by others (--lease-wait)")]
+    waits = [note for note in ui.notes if "waiting for it" in note]
+    assert len(waits) == 1 and "board-a is leased by alice@laptop (debugging the detector) for" in waits[0]
+
+
+def test_without_a_lease_wait_a_job_waits_until_the_board_is_free(tmp_path):
+    boards = ScriptedBoards({"board-a": ["ok"]})
+    runner, jobs, ui = _scripted_runner(tmp_path, boards, ("fp32",), ("board-a",))
+    held = runner.leases.acquire("board-a", "alice@laptop", "debugging", ttl_s=600)
+
+    async def run_then_release() -> FarmOutcome:
+        night = asyncio.ensure_future(runner.run(jobs))
+        while not any("waiting for it" in note for note in ui.notes):
+            await asyncio.sleep(0.001)
+        runner.leases.release(held)
+        return await night
+
+    outcome = asyncio.run(run_then_release())
+    assert outcome.done == 1 and outcome.failed == []

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from edgefarm.controller.cli.common import CliError, add_storage_flags, cache_dir, db_path, leases_url
 from edgefarm.controller.console import RunConsole
+from edgefarm.controller.execution.farm import RetryPolicy
 from edgefarm.controller.execution.farm_run import FarmRun, FarmRunConfig
 from edgefarm.controller.nightly.run import KIND, NightlyReport, resume_night, run_nightly, stored_config
 from edgefarm.controller.results.store import ResultStore
@@ -22,6 +23,7 @@ exit codes (nightly, and resume of a night):
   3  the night could not measure everything it planned (unreachable or quarantined boards,
      failed jobs, nothing to run); such a night never becomes the last-good baseline
 """
+LEASE_WAIT_S = 3600.0
 STATUS = {0: "ok", 1: "REGRESSION", 3: "INCOMPLETE: not everything planned was measured"}
 
 
@@ -31,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--matrix", type=Path, required=True, help="the matrix file (docs/nightly.md)")
     p.add_argument("--baseline", default="last-good", help="'last-good' (default) or a run id")
     p.add_argument("--out", type=Path, default=Path("nightly-out"), help="report.csv, report.html, junit.xml")
+    p.add_argument("--lease-wait", type=float, default=LEASE_WAIT_S, metavar="SECONDS",
+                   help=f"once nothing else runs, how long a job waits for boards someone else holds before "
+                        f"it counts as not measured (exit 3; default {LEASE_WAIT_S:g})")
     _farm_flags(p)
     p.set_defaults(handler=execute_nightly)
     r = sub.add_parser("resume", help="finish an interrupted farm run without redoing completed jobs",
@@ -53,7 +58,8 @@ def execute_nightly(args: argparse.Namespace) -> int:
     config = FarmRunConfig(str(args.matrix.resolve()), str(args.devices.resolve()), leases_url(args),
                            str(cache_dir(args).resolve()))
     store, ui = ResultStore(db_path(args)), RunConsole()
-    return show_night(run_nightly(config, store, ui, args.baseline, args.out), ui, args.out)
+    policy = RetryPolicy(lease_wait_s=args.lease_wait)
+    return show_night(run_nightly(config, store, ui, args.baseline, args.out, policy), ui, args.out)
 
 
 def show_night(report: NightlyReport, ui: RunConsole, out: Path) -> int:

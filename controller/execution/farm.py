@@ -45,6 +45,7 @@ class RetryPolicy:
     lease_ttl_s: float = 60.0
     poll_s: float = 0.2              # how often to look for a board leased by someone else
     wait_for_leases: bool = True     # False: a board leased by someone else is refused at once (`edgefarm run`)
+    lease_wait_s: float | None = None  # a job waiting this long on boards others hold fails (None: no limit)
     recheck_s: float = 30.0          # a quarantined board that failed its check is checked again after this,
     recheck_max_s: float = 600.0     # doubling up to this, for as long as the run lasts
 
@@ -105,6 +106,8 @@ class FarmRunner:
         self._lease_failures = 0  # consecutive lease-database errors
         self._health_checks: set[asyncio.Task] = set()  # kept, so none is lost or outlives the run
         self._bytes_uploaded = 0
+        self._held_elsewhere: set[str] = set()     # boards another owner holds; said once each
+        self._waiting_since: dict[str, float] = {}  # job id → when it first found no board free
 
     async def run(self, jobs: list[FarmJob]) -> FarmOutcome:
         outcome, pending, running = FarmOutcome(), list(jobs), {}
@@ -165,12 +168,22 @@ class FarmRunner:
         except Exception as exc:  # the lease database failed, not the board: never quarantine for it
             return self._lease_database_failed(device, exc)
         self._lease_failures = 0
-        if lease is None and not self.policy.wait_for_leases:
-            (state,) = self.leases.states([device])
-            holder = state.lease
-            who = f"{holder.owner} ({holder.purpose}) for {state.expires_in_s:.0f} s more" if holder else "someone"
+        if lease is not None:
+            self._held_elsewhere.discard(device)
+            return lease
+        who = self._holder(device)
+        if not self.policy.wait_for_leases:
             raise LeaseError(f"device {device!r} is leased by {who}; try again later, or see 'edgefarm devices status'")
-        return lease
+        if device not in self._held_elsewhere:
+            self._held_elsewhere.add(device)
+            log.info("%s is leased by %s; waiting for it", device, who)
+            self.ui.note(f"[yellow]{device} is leased by {who}; waiting for it[/yellow]")
+        return None
+
+    def _holder(self, device: str) -> str:
+        (state,) = self.leases.states([device])
+        holder = state.lease
+        return f"{holder.owner} ({holder.purpose}) for {state.expires_in_s:.0f} s more" if holder else "someone"
 
     def _lease_database_failed(self, device: str, exc: Exception) -> None:
         """A blip is retried at the next poll; a database that keeps failing ends the run, saying so."""
@@ -189,7 +202,23 @@ class FarmRunner:
             pending.remove(job)
             self._fail(JobEnd(job, job.planned.target, "infrastructure",
                               "every board that can run it is quarantined and failed its health check"), outcome)
+        for job in self._waited_too_long(pending):
+            pending.remove(job)
+            boards = ", ".join(sorted(set(job.planned.candidates) & self._held_elsewhere))
+            self._fail(JobEnd(job, job.planned.target, "infrastructure",
+                              f"waited {self.policy.lease_wait_s:g} s for {boards}, leased by others "
+                              "(--lease-wait)"), outcome)
         return bool(pending)
+
+    def _waited_too_long(self, pending: list[FarmJob]) -> list[FarmJob]:
+        """Jobs whose every usable board has been held by someone else for lease_wait_s."""
+        if self.policy.lease_wait_s is None:
+            return []
+        now, usable = self.seams.clock(), set(self.devices) - self._unhealthy
+        blocked = [j for j in pending if set(j.planned.candidates) & usable <= self._held_elsewhere]
+        for job in blocked:
+            self._waiting_since.setdefault(job.record.id, now)
+        return [j for j in blocked if now - self._waiting_since[j.record.id] >= self.policy.lease_wait_s]
 
     async def _run_on(self, job: FarmJob, device: str, lease: Lease) -> JobEnd:
         heartbeat = Heartbeat(self.leases, lease).start()

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from edgefarm.controller.console import RunConsole
+from edgefarm.controller.execution.farm import RetryPolicy
 from edgefarm.controller.execution.farm_run import FarmRun, FarmRunConfig
 from edgefarm.controller.nightly.junit import write_junit
 from edgefarm.controller.nightly.regression import (
@@ -72,8 +73,9 @@ class NightlyReport:
                 f"regressed {regressed}")
 
 
-def run_nightly(config: FarmRunConfig, store: ResultStore, ui: RunConsole, baseline: str, out: Path) -> NightlyReport:
-    farm = FarmRun(config, store, ui)
+def run_nightly(config: FarmRunConfig, store: ResultStore, ui: RunConsole, baseline: str, out: Path,
+                policy: RetryPolicy | None = None) -> NightlyReport:
+    farm = FarmRun(config, store, ui, policy)
     base_id = resolve_baseline(store, baseline)
     tonight = farm.start(kind=KIND, baseline=base_id)
     if tonight.interrupted:
