@@ -11,6 +11,7 @@ import pytest
 from edgefarm.controller.agents.canary import canary_backend, health_check
 from edgefarm.controller.agents.local_agent import LocalAgent
 from edgefarm.controller.agents.records import BenchmarkResult, Fingerprint, LatencyStats
+from edgefarm.controller.config.inventory import Device
 from edgefarm.controller.execution.farm_run import _pinned, planned_format
 from edgefarm.controller.nightly.regression import Outcome, RegressionPolicy
 from edgefarm.controller.nightly.run import _confirm_suspects, _first_pass
@@ -84,12 +85,12 @@ def agent(tmp_path_factory):
 
 def test_a_litert_only_board_passes_its_health_check_with_the_tflite_canary(agent):
     """Before: the canary always asked for onnxruntime, so a Coral/Pi board stayed quarantined forever."""
-    assert asyncio.run(health_check("coral-1", agent.address, ("litert",))) == (True, "ok")
-    assert asyncio.run(health_check("x86-1", agent.address, ("onnxruntime",))) == (True, "ok")
+    assert asyncio.run(health_check(_board("coral-1", agent.address, "litert"))) == (True, "ok")
+    assert asyncio.run(health_check(_board("x86-1", agent.address, "onnxruntime"))) == (True, "ok")
 
 
 def test_a_board_with_no_canary_backend_fails_its_check_saying_why(agent):
-    ok, why = asyncio.run(health_check("sim-1", agent.address, ("simulated",)))
+    ok, why = asyncio.run(health_check(_board("sim-1", agent.address, "simulated")))
     assert not ok and why.startswith("no canary runs on sim-1: ")
 
 
@@ -159,3 +160,8 @@ def test_a_pin_outside_the_jobs_candidates_is_refused():
 def test_an_unpinned_job_keeps_its_pool():
     job = PlannedJob("m", "fp32", "pool:x86", ("x86-02", "x86-03"))
     assert _pinned(job, None) == job
+
+
+def _board(name: str, address: str, backend: str) -> Device:
+    host, _, port = address.rpartition(":")
+    return Device(name, host, int(port), {}, (backend,))

@@ -85,8 +85,8 @@ class ScriptedBoards:
     def __init__(self, scripts: dict[str, list[str]]) -> None:
         self.scripts, self.ran = scripts, []
 
-    def client(self, device: str, address: str) -> ScriptedClient:
-        return ScriptedClient(self, device)
+    def client(self, board: Device) -> ScriptedClient:
+        return ScriptedClient(self, board.name)
 
 
 class ScriptedClient:
@@ -142,7 +142,8 @@ def _scripted_runner(tmp_path: Path, boards: ScriptedBoards, recipes: tuple[str,
     return runner, jobs, ui
 
 
-async def _never_called(device: str, address: str, backends) -> tuple[bool, str]:
+async def _never_called(board: Device) -> tuple[bool, str]:
+    device = board.name
     raise AssertionError(f"no health check was due for {device}")
 
 
@@ -181,7 +182,8 @@ def test_bad_input_is_not_retried_and_never_quarantines_the_board(tmp_path):
 def test_failures_in_a_row_quarantine_a_board_until_its_health_check_passes(tmp_path):
     checked: list[str] = []
 
-    async def passes(device: str, address: str, backends) -> tuple[bool, str]:
+    async def passes(board: Device) -> tuple[bool, str]:
+        device = board.name
         checked.append(device)
         return True, "ok"
 
@@ -198,7 +200,8 @@ def test_failures_in_a_row_quarantine_a_board_until_its_health_check_passes(tmp_
 def test_a_health_check_still_running_when_the_night_ends_is_cancelled_not_lost(tmp_path):
     started, cancelled = asyncio.Event(), []
 
-    async def hangs(device: str, address: str, backends) -> tuple[bool, str]:
+    async def hangs(board: Device) -> tuple[bool, str]:
+        device = board.name
         started.set()
         try:
             await asyncio.sleep(3600)
@@ -216,7 +219,7 @@ def test_a_health_check_still_running_when_the_night_ends_is_cancelled_not_lost(
 
 
 def test_a_health_check_that_raises_is_reported(tmp_path):
-    async def explodes(device: str, address: str, backends) -> tuple[bool, str]:
+    async def explodes(board: Device) -> tuple[bool, str]:
         raise RuntimeError("the canary's temp dir vanished")
 
     boards = ScriptedBoards({"board-a": ["backend-crash"] * 2, "board-b": ["ok"] * 3})
@@ -230,7 +233,8 @@ def test_a_board_found_quarantined_is_health_checked_and_returns_to_service_by_i
     """Quarantine that heals: no person has to run `devices unquarantine` after a blip at night."""
     checked: list[str] = []
 
-    async def passes(device: str, address: str, backends) -> tuple[bool, str]:
+    async def passes(board: Device) -> tuple[bool, str]:
+        device = board.name
         checked.append(device)
         return True, "ok"
 
@@ -245,7 +249,8 @@ def test_a_board_found_quarantined_is_health_checked_and_returns_to_service_by_i
 def test_jobs_wait_for_a_quarantined_boards_check_and_fail_only_once_it_fails(tmp_path):
     checks: list[str] = []
 
-    async def fails(device: str, address: str, backends) -> tuple[bool, str]:
+    async def fails(board: Device) -> tuple[bool, str]:
+        device = board.name
         checks.append(device)
         return False, f"device {device!r}: no agent answered"
 
@@ -258,6 +263,9 @@ def test_jobs_wait_for_a_quarantined_boards_check_and_fail_only_once_it_fails(tm
         ("infrastructure", "every board that can run it is quarantined and failed its health check")]
     assert any("board-a failed its health check: device 'board-a': no agent answered" in note for note in ui.notes)
     assert runner.leases.states(["board-a"])[0].status == "quarantined"
+    stored = runner.leases.last_checks(["board-a"])["board-a"]   # for `edgefarm devices status`
+    assert not stored.passed and "no agent answered" in stored.detail and stored.checked_by == "test (quarantine)"
+    assert stored.next_due is not None and stored.next_due > stored.checked_at
 
 
 def test_a_failed_check_is_repeated_with_backoff_while_the_run_lasts(tmp_path):
@@ -265,7 +273,8 @@ def test_a_failed_check_is_repeated_with_backoff_while_the_run_lasts(tmp_path):
     checks: list[float] = []
     clock = TickingClock()
 
-    async def flaky(device: str, address: str, backends) -> tuple[bool, str]:
+    async def flaky(board: Device) -> tuple[bool, str]:
+        device = board.name
         checks.append(device)
         return next(outcomes), "canary failed"
 
@@ -276,6 +285,8 @@ def test_a_failed_check_is_repeated_with_backoff_while_the_run_lasts(tmp_path):
     asyncio.run(runner.run(jobs))
     assert checks[:3] == ["board-a"] * 3
     assert any("board-a passed its health check and is back in service" in note for note in ui.notes)
+    stored = runner.leases.last_checks(["board-a", "board-b"])
+    assert list(stored) == ["board-a"] and stored["board-a"].passed and stored["board-a"].next_due is None
 
 
 def test_a_job_waiting_on_a_board_someone_else_holds_says_who_and_gives_up_after_lease_wait(tmp_path):

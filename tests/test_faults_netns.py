@@ -12,6 +12,7 @@ said, and that no result already stored is lost or changed.
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -405,6 +406,9 @@ def test_controller_killed_then_resume_finishes_without_redoing(farm: Farm) -> N
     assert BOARDS <= len(before) < len(models), "the controller died too late to leave work to resume"
     (run_id,), = rows(farm.db, "SELECT id FROM runs")
     attempts = {job_id: n for job_id, n in rows(farm.db, "SELECT id, attempts FROM jobs WHERE status = 'done'")}
+    (listed,) = json.loads(subprocess.run([sys.executable, "-m", "edgefarm.controller", "runs", "--json",
+                                           "--db", str(farm.db)], capture_output=True, text=True, check=True).stdout)
+    assert listed["status"] == "abandoned"   # its controller is gone; before: "running" forever
     code, output = finished(edgefarm("resume", run_id, *storage, "--out", str(farm.root / "resumed")))
     assert code == 0, output   # the resumed night measured everything it planned
     assert (farm.root / "resumed" / "junit.xml").exists()
@@ -412,8 +416,9 @@ def test_controller_killed_then_resume_finishes_without_redoing(farm: Farm) -> N
     assert len(after) == len(models) == len(rows(farm.db, "SELECT id FROM jobs"))
     assert {job_id: after[job_id] for job_id in before} == before  # byte-identical, not measured again
     assert dict(rows(farm.db, f"SELECT id, attempts FROM jobs WHERE id IN ({_marks(attempts)})")) == attempts
-    resumed_on = {device for (device,) in rows(farm.db, f"SELECT device FROM jobs WHERE id NOT IN ({_marks(before)})")}
-    assert not resumed_on & held, f"resume used boards the killed controller still held: {resumed_on & held}"
+    # The dead controller's leases carry the run's id: resume takes them over instead of sitting them out.
+    taken = output.partition("taking over the abandoned run's leases on ")[2].splitlines()[:1]
+    assert held and taken and all(board in taken[0] for board in held), output
 
 
 def _marks(ids: object) -> str:

@@ -88,7 +88,7 @@ ERROR_CASES = {
     "unknown device key": (
         edit("    backends:", "    backend: [litert]\n    backends:"),
         "devices.yaml:7: device 'cam-01': unknown key 'backend'; "
-        "valid keys: name, host, port, tags, backends, backend_options"),
+        "valid keys: name, host, port, security, tags, backends, backend_options"),
     "missing required key": (
         edit("    port: 50051\n", ""),
         "devices.yaml:2: device 'cam-01': missing required key 'port'; "
@@ -204,6 +204,16 @@ ERROR_CASES = {
                          "devices.yaml:1: the top level must be a mapping holding a 'devices:' list, "
                          "got a list"),
     "unknown top-level key": ("hosts: []\n", "devices.yaml:1: unknown key 'hosts'; valid keys: devices"),
+    "unknown security": (edit("    port: 50051\n", "    port: 50051\n    security: mtls\n"),
+                         "devices.yaml:5: device 'cam-01': unknown security mode 'mtls'; valid security modes: tls, "
+                         "token, plaintext"),
+    "plaintext off loopback": (
+        edit("    port: 50051\n", "    port: 50051\n    security: plaintext\n"),
+        "devices.yaml:5: device 'cam-01': security: plaintext is allowed on loopback only, and host '192.0.2.1' "
+        "is not; use tls"),
+    "leases not a URL": ("leases: farm-db:5432\n" + VALID,
+                         "devices.yaml:1: leases 'farm-db:5432' is not a lease database URL; "
+                         "e.g. postgresql://user@host/dbname"),
     "no devices key": ("{}\n", "devices.yaml:1: missing the top-level 'devices:' list"),
     "devices not a list": ("devices:\n  cam-01: {}\n", "devices.yaml:2: 'devices' must be a list"),
     "devices empty": ("devices: []\n", "devices.yaml:1: 'devices' is empty; list at least one device"),
@@ -304,6 +314,21 @@ def test_records_are_frozen() -> None:
         device.tags["soc"] = "xavier"  # type: ignore[index]
 
 
+def test_security_defaults_to_tls_off_loopback_and_plaintext_on_it(tmp_path: Path) -> None:
+    text = VALID + "  - {name: here, host: 127.0.0.1, port: 50051, backends: [onnxruntime]}\n" \
+                   "  - {name: lab, host: 192.0.2.9, port: 50051, security: token, backends: [onnxruntime]}\n" \
+                   "  - {name: local-tls, host: '::1', port: 50051, security: tls, backends: [onnxruntime]}\n"
+    inventory = load_inventory(write(tmp_path, text))
+    assert [d.security for d in inventory] == ["tls", "plaintext", "token", "tls"]
+
+
+def test_a_declared_lease_database_is_kept_with_its_line(tmp_path: Path) -> None:
+    path = write(tmp_path, VALID + "leases: postgresql://edgefarm@farm-db/edgefarm\n")
+    inventory = load_inventory(path)
+    assert inventory.leases == "postgresql://edgefarm@farm-db/edgefarm"
+    assert inventory.leases_where == f"{path}:11"
+
+
 def test_device_keeps_its_own_copies_hashes_and_pickles() -> None:
     tags = {"soc": "orin"}
     device = Device("orin-a", "192.0.2.1", 50051, tags, ["tensorrt"])
@@ -311,6 +336,8 @@ def test_device_keeps_its_own_copies_hashes_and_pickles() -> None:
     assert device.tags == {"soc": "orin"} and device.backends == ("tensorrt",)
     assert device in {Device("orin-a", "192.0.2.1", 50051, {"soc": "orin"}, ("tensorrt",))}
     assert pickle.loads(pickle.dumps(device)) == device
+    token_board = dataclasses.replace(device, security="token")
+    assert pickle.loads(pickle.dumps(token_board)).security == "token"
 
 
 def test_pools_select_devices_by_tags(tmp_path):

@@ -169,6 +169,31 @@ class LeaseContract:
         state = leases.states(["coral-01"])[0]
         assert (state.quarantined_since, state.quarantine_reason) == (since, "second")
 
+    def test_a_resume_takes_over_the_live_leases_of_its_own_dead_run_only(self, leases: LeaseManager,
+                                                                          other_controller: LeaseManager) -> None:
+        dead = leases.acquire("orin-01", "ci@runner-3/20261202-010000-abc123", "edgefarm farm run", ttl_s=60)
+        assert dead is not None
+        for reclaim in ("", "/20261202-010000-other1", "/%", "_"):   # LIKE's wildcards are taken literally
+            assert other_controller.acquire("orin-01", "ci@runner-4/x", "resume", 60, reclaim) is None
+        taken = other_controller.acquire("orin-01", "ci@runner-4/20261202-010000-abc123", "edgefarm farm run", 60,
+                                         reclaim="/20261202-010000-abc123")
+        assert taken is not None and leases.states(["orin-01"])[0].lease.token == taken.token
+        with pytest.raises(LeaseLost):
+            leases.renew(dead)
+
+    def test_health_checks_are_stored_and_the_newest_is_shown(self, leases: LeaseManager) -> None:
+        assert leases.last_checks(["coral-01"]) == {}
+        leases.record_check("coral-01", False, "no agent answered", "nightly@ci (quarantine)", next_in_s=60)
+        time.sleep(0.05)
+        leases.record_check("coral-01", True, "ok", "alice@laptop (devices status --check)")
+        leases.record_check("x86-01", False, "canary top-1 0.1", "nightly@ci (quarantine)", next_in_s=120)
+        checks = leases.last_checks(["coral-01", "x86-01", "orin-01"])
+        assert sorted(checks) == ["coral-01", "x86-01"]
+        assert (checks["coral-01"].passed, checks["coral-01"].detail, checks["coral-01"].next_due) == (True, "ok", None)
+        failed = checks["x86-01"]
+        assert not failed.passed and failed.checked_by == "nightly@ci (quarantine)"
+        assert 119 <= (failed.next_due - failed.checked_at).total_seconds() <= 121
+
     def test_states_keep_the_order_asked_and_unknown_boards_are_idle(self, leases: LeaseManager) -> None:
         leases.acquire("b", "alice@laptop", "debugging", ttl_s=30)
         states = leases.states(["never-seen", "b", "a"])
@@ -317,7 +342,7 @@ class _DatabaseDown(LeaseManager):
     def renew(self, lease: Lease) -> Lease:
         raise LeaseError("lease database postgresql://farm-db/edgefarm: connection refused")
 
-    release = quarantine = unquarantine = states = close = lambda self, *args: None
+    release = quarantine = unquarantine = states = close = record_check = last_checks = lambda self, *args: None
 
 
 def test_heartbeat_counts_a_lease_lost_once_the_database_stayed_down_for_its_ttl() -> None:
@@ -387,3 +412,25 @@ def test_cli_lease_errors_are_one_line_with_exit_code_2(tmp_path: Path, capsys) 
     code = main(["devices", "status", "--devices", str(tmp_path / "devices.yaml"), "--leases", "redis://x"])
     assert code == 2
     assert capsys.readouterr().err.startswith("edgefarm: error: unknown lease database URL 'redis://x'")
+
+
+def test_a_devices_file_that_declares_leases_is_used_and_another_is_refused(tmp_path: Path, capsys,
+                                                                               monkeypatch) -> None:
+    """Before: forgetting --leases on a shared farm silently used a per-machine SQLite file."""
+    shared = sqlite_url(tmp_path / "shared" / "leases.sqlite")
+    devices = tmp_path / "devices.yaml"
+    devices.write_text(DEVICES_YAML + f"leases: {shared}\n")
+    monkeypatch.setenv("EDGEFARM_DB", str(tmp_path / "results.sqlite"))  # its default leases would sit beside it
+    assert main(["devices", "quarantine", "coral-01", "--reason", "USB resets", "--devices", str(devices)]) == 0
+    with open_lease_manager(shared) as leases:
+        assert leases.states(["coral-01"])[0].status == "quarantined"
+    other = sqlite_url(tmp_path / "mine.sqlite")
+    assert main(["devices", "status", "--devices", str(devices), "--leases", other]) == 2
+    err = capsys.readouterr().err
+    assert f"{devices}:5: this farm's lease database is {shared}, but --leases gives {other}; drop --leases" in err
+    monkeypatch.setenv("EDGEFARM_LEASES", "postgresql://ci:s3cret@db/other")
+    assert main(["devices", "status", "--devices", str(devices)]) == 2
+    err = capsys.readouterr().err
+    assert "but $EDGEFARM_LEASES gives postgresql://ci:***@db/other" in err and "s3cret" not in err
+    monkeypatch.setenv("EDGEFARM_LEASES", shared)   # the same one is fine
+    assert main(["devices", "status", "--devices", str(devices)]) == 0

@@ -379,6 +379,18 @@ def test_systemd_user_unit_when_not_root() -> None:
                                    'loginctl enable-linger "$(id -un)"', "systemctl --user restart edgefarm-agent"]
 
 
+def test_the_agent_serves_the_security_devices_yaml_declares() -> None:
+    def tail(device: Device) -> list[str]:
+        return agent_command(device, PI_PATHS)[6:]   # after --port and --cache-dir
+
+    assert tail(PI) == ["--host", "0.0.0.0", "--tls-dir", "/home/pi/.edgefarm/tls"]
+    lab = replace(PI, security="token")
+    assert tail(lab) == ["--host", "0.0.0.0", "--token-file", "/home/pi/.edgefarm/tls/token", "--insecure-plaintext"]
+    here = Device("here", "127.0.0.1", 50051, {}, ("litert",))
+    assert tail(here) == ["--host", "127.0.0.1"]
+    assert tail(replace(here, security="tls"))[2:] == ["--tls-dir", "/home/pi/.edgefarm/tls"]
+
+
 def test_systemd_system_unit_as_root() -> None:
     board = RecordingBoard({"id -u": "0\n"})
     service = detect_service(board, PI_PATHS)

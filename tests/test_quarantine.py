@@ -3,6 +3,7 @@ returns, and --force overrides (logged). The check runs a real canary through a 
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -56,3 +57,29 @@ def test_a_dead_board_stays_quarantined_unless_forced(tmp_path, agent, capsys, c
         assert main(["devices", "unquarantine", "x86-dead", "--force", *flags]) == 0
     assert _status(flags, "x86-dead") == "idle"
     assert any("returned to service by --force" in record.message for record in caplog.records)
+
+
+def test_status_check_health_checks_every_board_stores_it_and_heals_the_ones_that_pass(tmp_path, agent, capsys):
+    flags = _farm(tmp_path, agent)
+    assert main(["devices", "status", "--check", *flags]) == 1          # x86-dead fails
+    out = capsys.readouterr().out
+    assert "x86-01: passed its health check; back in service" in out
+    assert "x86-dead: failed its health check: device 'x86-dead': no agent answered at 127.0.0.1:9" in out
+    assert _status(flags, "x86-01") == _status(flags, "coral-01") == "idle"
+    assert _status(flags, "x86-dead") == "quarantined"
+    with open_lease_manager(flags[-1]) as leases:
+        checks = leases.last_checks(["x86-01", "coral-01", "x86-dead"])
+    assert checks["x86-01"].passed and not checks["x86-dead"].passed
+    assert checks["x86-01"].checked_by.endswith("(devices status --check)")
+    assert main(["devices", "status", *flags]) == 0                      # the table shows the stored checks
+    rows = {line.split()[1]: line for line in capsys.readouterr().out.splitlines() if line.startswith("│")}
+    assert re.search(r"passed \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", rows["x86-01"])
+    assert re.search(r"failed \d{4}-\d\d-\d\d", rows["x86-dead"])
+
+
+def test_unquarantine_stores_its_check(tmp_path, agent):
+    flags = _farm(tmp_path, agent)
+    assert main(["devices", "unquarantine", "x86-dead", *flags]) == 2
+    with open_lease_manager(flags[-1]) as leases:
+        check = leases.last_checks(["x86-dead"])["x86-dead"]
+    assert not check.passed and check.checked_by.endswith("(devices unquarantine)")

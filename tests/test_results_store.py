@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -30,6 +33,7 @@ from edgefarm.controller.agents.records import (
 from edgefarm.controller.reports import write_csv
 from edgefarm.controller.results import schema
 from edgefarm.controller.results.frame import results_frame
+from edgefarm.controller.results.liveness import ABANDONED_AFTER_S, RunHeartbeat
 from edgefarm.controller.results.store import JobRecord, ResultStore, StoreError, VariantRecord, database_url
 
 V1 = Path(__file__).parent / "data" / "results-v1"
@@ -226,3 +230,43 @@ def test_runs_from_two_directories_share_one_postgresql_store(postgres_database,
     assert report.returncode == 0, report.stderr
     frame = pd.read_csv(third / "r.csv")
     assert list(frame["run_id"].unique()) == [run_ids[0]] and frame.loc[0, "latency_p50_ms"] > 0
+
+
+# --- run liveness: a run whose controller died is shown as abandoned, and resume may take it over ---------
+
+def test_a_running_run_turns_abandoned_once_its_heartbeat_stops(store_url):
+    store = ResultStore(store_url)
+    run_id = store.new_run("farm m.yaml", "nightly")
+    created = store.run_summaries(1)[0].created_at
+    assert store.run_status(run_id, now=created + ABANDONED_AFTER_S - 1) == "running"
+    assert store.run_status(run_id, now=created + ABANDONED_AFTER_S + 1) == "abandoned"
+    store.beat(run_id)
+    assert store.run_status(run_id) == "running"
+    (summary,) = store.run_summaries(1, now=time.time() + ABANDONED_AFTER_S + 1)
+    assert summary.status == "abandoned"
+    store.finish_run(run_id, "done")   # a finished run never looks abandoned
+    assert store.run_status(run_id, now=time.time() + 3600) == "done"
+    store.close()
+
+
+def test_a_run_whose_controller_process_on_this_host_is_gone_is_abandoned_at_once(tmp_path):
+    store = ResultStore(tmp_path / "r.sqlite")
+    run_id = store.new_run("farm m.yaml", "nightly")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    with sqlite3.connect(tmp_path / "r.sqlite") as db:   # as if that process had started the run
+        db.execute("UPDATE runs SET controller = ?", (f"{socket.gethostname()}:{dead.stdout.strip()}",))
+    assert store.run_status(run_id) == "abandoned"
+    store.take_over(run_id)                              # a resume: this process runs it now
+    assert store.run_status(run_id) == "running"
+    store.close()
+
+
+def test_the_heartbeat_beats_until_its_block_ends(tmp_path):
+    beats = threading.Semaphore(0)
+    with RunHeartbeat(beats.release, every_s=0.01):
+        assert beats.acquire(timeout=10) and beats.acquire(timeout=10)
+    while beats.acquire(blocking=False):   # drain what was beaten before the block ended
+        pass
+    time.sleep(0.05)
+    assert not beats.acquire(blocking=False)

@@ -1,13 +1,20 @@
 """Agents off loopback require mutual TLS (or at least the farm token); tested with real agent
 processes and real gRPC channels."""
+import asyncio
+import re
 import socket
+import stat
 import subprocess
 import sys
 
 import pytest
+from cryptography import x509
 
+from edgefarm.controller.agents.canary import health_check
 from edgefarm.controller.agents.client import AgentClient, AgentRejectedError, AgentUnreachableError
-from edgefarm.controller.agents.security import PLAINTEXT, ChannelSecurity
+from edgefarm.controller.agents.security import PLAINTEXT, ChannelSecurity, security_for
+from edgefarm.controller.cli import main
+from edgefarm.controller.config.inventory import Device, load_inventory
 from edgefarm.controller.provision.ca import (
     CONTROLLER_NAME,
     TlsMaterial,
@@ -24,8 +31,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _agent(tmp_path, *flags: str, host: str = "127.0.0.1"):
-    port = _free_port()
+def _agent(tmp_path, *flags: str, host: str = "127.0.0.1", port: int | None = None):
+    port = port or _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "edgefarm.agent", "serve", "--host", host, "--port", str(port),
                              "--cache-dir", str(tmp_path / "cache"), *flags],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -107,9 +114,90 @@ def test_plaintext_off_loopback_is_refused_at_start(tmp_path):
 
 
 def test_remote_devices_get_mutual_tls_by_default(farm_ca, monkeypatch):
-    from edgefarm.controller.agents.security import security_for
-
     monkeypatch.setenv("EDGEFARM_CA_DIR", str(farm_ca[0]))
-    assert security_for("127.0.0.1:50051") is PLAINTEXT
-    remote = security_for("192.0.2.10:50051")  # documentation address: never dialled here
-    assert remote.tls is not None and remote.token
+    assert security_for(Device("here", "127.0.0.1", 50051, {}, ("onnxruntime",))) is PLAINTEXT
+    remote = security_for(Device("orin", "192.0.2.10", 50051, {}, ("onnxruntime",)))  # never dialled here
+    assert remote.mode == "tls" and remote.tls is not None and remote.token
+
+
+# --- boards dialled as devices.yaml's `security` key declares ----------------------------------
+
+@pytest.fixture(scope="module")
+def declared_farm(tmp_path_factory):
+    """A TLS board whose certificate came from `edgefarm ca issue` (no provisioning), and a token board,
+    both real agents on loopback. Yields (root, CA dir, {name: port})."""
+    root = tmp_path_factory.mktemp("declared")
+    assert main(["ca", "init", "--dir", str(root / "ca")]) == 0
+    ports = {"tls-board": _free_port(), "token-board": _free_port()}
+    devices = _declare(root, ports, {"tls-board": "tls", "token-board": "token"})
+    assert main(["ca", "issue", "tls-board", "--devices", str(devices), "--dir", str(root / "ca"),
+                 "--out", str(root / "tls-board-tls"), "--host", "localhost"]) == 0
+    agents = [_agent(root / "a1", "--tls-dir", str(root / "tls-board-tls"), port=ports["tls-board"])[0],
+              _agent(root / "a2", "--token-file", str(root / "ca" / "token"), port=ports["token-board"])[0]]
+    yield root, root / "ca", ports
+    for proc in agents:
+        _stop(proc)
+
+
+def _declare(root, ports: dict[str, int], security: dict[str, str], name: str = "devices.yaml"):
+    lines = [f"  - {{name: {board}, host: 127.0.0.1, port: {port}, security: {security[board]}, "
+             "backends: [onnxruntime]}" for board, port in ports.items()]
+    path = root / name
+    path.write_text("devices:\n" + "\n".join(lines) + "\n")
+    return path
+
+
+def test_ca_issue_writes_a_private_tls_dir_for_the_board(declared_farm):
+    root, ca_dir, _ = declared_farm
+    tls = root / "tls-board-tls"
+    assert stat.S_IMODE(tls.stat().st_mode) == 0o700
+    assert sorted(p.name for p in tls.iterdir()) == ["agent.crt", "agent.key", "ca.crt", "token"]
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in tls.iterdir())
+    cert = x509.load_pem_x509_certificate((tls / "agent.crt").read_bytes())
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "localhost" in names.get_values_for_type(x509.DNSName)
+    assert (ca_dir / "issued" / "tls-board.crt").read_bytes() == (tls / "agent.crt").read_bytes()
+
+
+def test_a_tls_board_and_a_token_board_are_reached_as_declared(declared_farm, monkeypatch, capsys):
+    root, ca_dir, _ = declared_farm
+    monkeypatch.setenv("EDGEFARM_CA_DIR", str(ca_dir))
+    assert main(["devices", "check", str(root / "devices.yaml"), "--ping"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"tls-board: .*, agent \S+ \(tls\)", out) and re.search(r"token-board: .*\(token\)", out)
+    for board in load_inventory(root / "devices.yaml"):   # the canary too: what quarantine healing runs
+        assert asyncio.run(health_check(board)) == (True, "ok")
+
+
+def test_misdeclared_security_names_the_real_cause(declared_farm, monkeypatch, capsys):
+    """Before: both said only "no agent answered at ... within 3 s"."""
+    root, ca_dir, ports = declared_farm
+    monkeypatch.setenv("EDGEFARM_CA_DIR", str(ca_dir))
+    swapped = _declare(root, ports, {"tls-board": "token", "token-board": "tls"}, "swapped.yaml")
+    assert main(["devices", "check", str(swapped), "--ping"]) == 1
+    out = capsys.readouterr().out
+    assert "tls-board: unreachable: device 'tls-board' at 127.0.0.1:" in out
+    assert "it probably expects TLS; set 'security: tls' for tls-board in devices.yaml" in out
+    assert "board 'token-board' expects TLS (security: tls) but the agent there answers without TLS" in out
+
+
+def test_a_controller_of_another_farm_is_told_the_certificate_is_foreign(declared_farm, tmp_path, monkeypatch,
+                                                                          capsys):
+    root, _, _ = declared_farm
+    assert main(["ca", "init", "--dir", str(tmp_path / "other")]) == 0
+    monkeypatch.setenv("EDGEFARM_CA_DIR", str(tmp_path / "other"))
+    assert main(["devices", "check", str(root / "devices.yaml"), "--ping"]) == 1
+    out = capsys.readouterr().out
+    assert "tls-board: unreachable: device 'tls-board' at 127.0.0.1:" in out
+    assert "the agent's certificate is not from this farm's CA; issue one with 'edgefarm ca issue tls-board'" in out
+    assert "token-board: refused: " in out and "missing or wrong farm token" in out
+
+
+def test_a_tls_board_without_controller_credentials_says_so(declared_farm, tmp_path, monkeypatch, capsys):
+    root, _, _ = declared_farm
+    monkeypatch.setenv("EDGEFARM_CA_DIR", str(tmp_path / "no-ca"))
+    assert main(["devices", "check", str(root / "devices.yaml"), "--ping"]) == 1
+    out = capsys.readouterr().out
+    assert "tls-board: cannot dial: board 'tls-board' expects TLS (security: tls) but this controller has no " \
+           "credentials for it" in out
+    assert "'edgefarm ca init' creates it" in out

@@ -11,6 +11,7 @@ import numpy as np
 from edgefarm.agent.digest import sha256_file
 from edgefarm.controller.agents.client import AgentRejectedError, AgentUnreachableError, AsyncAgentClient
 from edgefarm.controller.agents.records import BenchmarkResult, Failure, JobSpec
+from edgefarm.controller.config.inventory import Device
 from edgefarm.controller.planning.backends import NoBackendError, choose_backend
 
 CLASSES = 10
@@ -37,16 +38,16 @@ def write_canary(folder: Path) -> tuple[Path, Path]:
 CANARY_TFLITE = Path(__file__).with_name("canary.tflite")   # the same identity classifier, for LiteRT-only boards
 
 
-async def health_check(name: str, address: str, backends: Collection[str]) -> tuple[bool, str]:
+async def health_check(device: Device) -> tuple[bool, str]:
     """Describe, then the canary through a backend this board has (a Coral/Pi board may have only LiteRT)."""
     try:
-        fmt, backend = canary_backend(backends)
+        fmt, backend = canary_backend(device.backends)
     except NoBackendError as exc:
-        return False, f"no canary runs on {name}: {exc}"
+        return False, f"no canary runs on {device.name}: {exc}"
     try:
-        client = AsyncAgentClient(name, address)
+        client = AsyncAgentClient.for_device(device)
     except Exception as exc:  # no TLS material for the board, a malformed address: a check that cannot start fails
-        return False, f"cannot dial {name} at {address}: {exc}"
+        return False, f"cannot dial {device.name} at {device.address}: {exc}"
     try:
         await client.connect()
         accuracy = await _canary_accuracy(client, fmt, backend)

@@ -5,14 +5,18 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 
 from edgefarm.controller.agents import wire
 from edgefarm.controller.agents.records import DeviceInfo, HealthStatus, JobSpec
-from edgefarm.controller.agents.security import ChannelSecurity, security_for
+from edgefarm.controller.agents.security import ChannelSecurity, security_by_address, security_for
 from edgefarm.protos import agent_pb2 as pb
 from edgefarm.protos import agent_pb2_grpc as pb_grpc
+
+if TYPE_CHECKING:
+    from edgefarm.controller.config.inventory import Device
 
 CHUNK_BYTES = 1 << 20
 CONNECT_TIMEOUT_S = 5.0
@@ -76,9 +80,11 @@ class AsyncAgentClient:
 
     def __init__(self, name: str, address: str, connect_timeout_s: float = CONNECT_TIMEOUT_S,
                  security: ChannelSecurity | None = None) -> None:
-        """security: None picks by address (plaintext on loopback, mutual TLS elsewhere)."""
+        """security: None picks by address (plaintext on loopback, mutual TLS elsewhere); a board from
+        devices.yaml is dialled as its `security` key says, through for_device()."""
         self.name, self.address = name, address
-        security = security or security_for(address)
+        security = security or security_by_address(name, address)
+        self._security = security
         self._metadata = security.metadata()
         self._channel = grpc.aio.secure_channel(address, security.credentials(), options=_CHANNEL_OPTIONS) \
             if security.tls else grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
@@ -86,15 +92,30 @@ class AsyncAgentClient:
         self._connect_timeout_s = connect_timeout_s
         self.device_info: DeviceInfo | None = None  # what Describe said on connect
 
+    @classmethod
+    def for_device(cls, device: Device, connect_timeout_s: float = CONNECT_TIMEOUT_S) -> AsyncAgentClient:
+        """A client dialling `device` as devices.yaml declares (SecurityError if credentials are missing)."""
+        return cls(device.name, device.address, connect_timeout_s, security_for(device))
+
     async def connect(self) -> DeviceInfo:
         try:
             await asyncio.wait_for(self._channel.channel_ready(), self._connect_timeout_s)
         except TimeoutError:
-            raise AgentUnreachableError(
-                f"device {self.name!r}: no agent answered at {self.address} within {self._connect_timeout_s:g} s; "
-                f"start one there with 'edgefarm-agent serve' or fix host/port in devices.yaml") from None
+            raise AgentUnreachableError(await self._why_unreachable()) from None
         self.device_info = await self.describe()
         return self.device_info
+
+    async def _why_unreachable(self) -> str:
+        """The real cause, read from one short call's transport error: TLS on one side only, a
+        certificate from another CA, or nothing listening at all."""
+        try:
+            await self._stub.Describe(pb.DescribeRequest(), timeout=2, metadata=self._metadata)
+        except grpc.RpcError as exc:
+            cause = connect_failure_cause(self.name, self._security.mode, exc.details() or "")
+            if cause:
+                return f"device {self.name!r} at {self.address}: {cause}"
+        return (f"device {self.name!r}: no agent answered at {self.address} within {self._connect_timeout_s:g} s; "
+                f"start one there with 'edgefarm-agent serve' or fix host/port in devices.yaml")
 
     async def describe(self) -> DeviceInfo:
         return wire.device_from_pb(await self._call(self._stub.Describe(pb.DescribeRequest(), timeout=30,
@@ -146,6 +167,26 @@ async def _async_chunks(path: Path, sha256: str,
         yield chunk
 
 
+def connect_failure_cause(name: str, mode: str, details: str) -> str | None:
+    """What a failed connection's transport error means, in the words of devices.yaml; None when it is
+    plainly no agent at all (connection refused, no route) or unknown."""
+    if mode != "tls" and "Socket closed" in details:
+        return (f"the agent closed a {mode} connection: it probably expects TLS; set 'security: tls' for "
+                f"{name} in devices.yaml (and 'edgefarm ca issue {name}' if it has no certificate)")
+    if mode != "tls":
+        return None
+    if "WRONG_VERSION_NUMBER" in details:
+        return (f"board {name!r} expects TLS (security: tls) but the agent there answers without TLS; "
+                f"serve it with --tls-dir (certificate: 'edgefarm ca issue {name}'), or declare the security it has")
+    if "CERTIFICATE_VERIFY_FAILED" in details:
+        return (f"the agent's certificate is not from this farm's CA; issue one with 'edgefarm ca issue {name}' "
+                "and install it in the agent's --tls-dir")
+    if "Socket closed" in details:
+        return ("the agent refused this controller's certificate: it trusts another CA; install this farm's "
+                f"ca.crt on it ('edgefarm ca issue {name}' writes the set)")
+    return None
+
+
 class AgentClient:
     """A blocking façade over AsyncAgentClient, for callers with no event loop of their own
     (`edgefarm devices status`, provisioning's check, tools and benchmarks). Its event loop runs on a
@@ -158,6 +199,11 @@ class AgentClient:
         self._thread = threading.Thread(target=self._loop.run_forever, name=f"agent-client-{name}", daemon=True)
         self._thread.start()
         self._client: AsyncAgentClient = self._wait(_make_client(name, address, connect_timeout_s, security))
+
+    @classmethod
+    def for_device(cls, device: Device, connect_timeout_s: float = CONNECT_TIMEOUT_S) -> AgentClient:
+        """A client dialling `device` as devices.yaml declares (SecurityError if credentials are missing)."""
+        return cls(device.name, device.address, connect_timeout_s, security_for(device))
 
     @property
     def device_info(self) -> DeviceInfo | None:

@@ -39,6 +39,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from edgefarm.compressors.errors import CompressorError
     from edgefarm.controller.agents.client import AgentRejectedError, AgentUnreachableError
     from edgefarm.controller.agents.local_agent import LocalAgentError
+    from edgefarm.controller.agents.security import SecurityError
     from edgefarm.controller.leases import LeaseError
     from edgefarm.controller.nightly.run import BaselineError
     from edgefarm.controller.planning.input_plan import InputPlanError
@@ -50,7 +51,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
     return (CliError, CompressorError, ConfigError, AgentUnreachableError, AgentRejectedError,
             LocalAgentError, StoreError, PlanError, LeaseError, BaselineError, MatrixPlanError, InputPlanError,
-            CaError)
+            CaError, SecurityError)
 
 
 def configure_logging(level: str) -> None:

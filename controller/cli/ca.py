@@ -10,6 +10,8 @@ EXAMPLES = """examples:
   edgefarm ca init                      # in the user config dir (edgefarm/ca)
   edgefarm ca init --dir ./farm-ca
   edgefarm ca init --force              # replace the CA: every board needs 'edgefarm provision' again
+  edgefarm ca issue jetson-orin-01      # a board's --tls-dir, without provisioning over SSH
+  edgefarm ca issue jetson-orin-01 --out /media/usb/orin-tls --host orin-01.lab.example
 """
 
 
@@ -23,6 +25,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="where the CA lives (default: $EDGEFARM_CA_DIR or the user config dir)")
     init.add_argument("--force", action="store_true", help="replace an existing CA")
     init.set_defaults(handler=execute_init)
+    issue = csub.add_parser("issue", help="write a board's certificate, key, CA and token (its --tls-dir)",
+                            epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    issue.add_argument("device", help="device name from the devices file")
+    issue.add_argument("--devices", type=Path, default=Path("devices.yaml"),
+                       help="devices file (default: ./devices.yaml)")
+    issue.add_argument("--out", type=Path, default=None, help="where to write the files (default: ./DEVICE-tls)")
+    issue.add_argument("--host", action="append", dest="hosts", default=[], metavar="NAME",
+                       help="another host name or address the board answers on, repeatable (its devices.yaml "
+                            "host is always in the certificate)")
+    issue.add_argument("--dir", type=Path, default=None,
+                       help="the farm CA (default: $EDGEFARM_CA_DIR or the user config dir)")
+    issue.set_defaults(handler=execute_issue)
 
 
 def execute_init(args: argparse.Namespace) -> int:
@@ -50,3 +64,38 @@ def execute_init(args: argparse.Namespace) -> int:
     print(f"  token:          {directory / TOKEN_FILE} (fallback for boards that cannot do mTLS)")
     print("next: edgefarm provision DEVICE --devices devices.yaml")
     return 0
+
+
+def execute_issue(args: argparse.Namespace) -> int:
+    """For boards provisioned by hand (or by your own tooling): the files `edgefarm provision` installs."""
+    from edgefarm.controller.config.inventory import load_inventory
+    from edgefarm.controller.provision.ca import CaError, board_tls_files, default_ca_dir, load_ca
+
+    device = load_inventory(args.devices).get(args.device)
+    out = args.out or Path(f"{device.name}-tls")
+    hosts = list(dict.fromkeys([device.host, *args.hosts]))
+    try:
+        files = board_tls_files(load_ca(args.dir or default_ca_dir()), device.name, hosts)
+    except CaError as error:
+        raise CliError(str(error)) from None
+    _write_private_dir(out, files)
+    print(f"{device.name}: certificate for {', '.join(hosts)} written to {out}/ "
+          f"({', '.join(files)})")
+    print(f"next: copy {out}/ to the board (keep it mode 0700) and start the agent there with\n"
+          f"  edgefarm-agent serve --host 0.0.0.0 --port {device.port} --tls-dir DIR")
+    if device.security != "tls":
+        print(f"note: devices.yaml declares security: {device.security} for {device.name}; "
+              "set security: tls so the controller dials it with TLS")
+    return 0
+
+
+def _write_private_dir(out: Path, files: dict[str, bytes]) -> None:
+    try:
+        out.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for name, data in files.items():
+            path = out / name
+            path.touch(mode=0o600)
+            path.chmod(0o600)
+            path.write_bytes(data)
+    except OSError as error:
+        raise CliError(f"cannot write the board's TLS files to {out}: {error.strerror}; pick another --out") from None

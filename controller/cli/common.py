@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from pathlib import Path
 
 import platformdirs
@@ -82,14 +83,43 @@ def db_path(args: argparse.Namespace) -> str:
 
 
 def leases_url(args: argparse.Namespace) -> str:
-    """--leases, else $EDGEFARM_LEASES, else beside the results: the same PostgreSQL database, or a
-    SQLite file next to the results file."""
+    """The devices file's `leases:`, else --leases, else $EDGEFARM_LEASES, else beside the results: the
+    same PostgreSQL database, or a SQLite file next to the results file. A --leases or $EDGEFARM_LEASES
+    that differs from the file's is refused: two controllers on two lease databases double-book boards."""
     from edgefarm.controller.leases import sqlite_url
 
-    explicit = getattr(args, "leases", None) or os.environ.get("EDGEFARM_LEASES")
-    if explicit:
-        return explicit
+    explicit, flag = _explicit_leases(args)
+    declared, where = _declared_leases(args)
+    if declared and explicit and explicit != declared:
+        raise CliError(f"{where}: this farm's lease database is {_masked(declared)}, but {flag} gives "
+                       f"{_masked(explicit)}; drop {flag} (or change leases: in the devices file): boards "
+                       "leased in two databases get double-booked")
+    if declared or explicit:
+        return declared or explicit
     db = db_path(args) if getattr(args, "db", None) else default_db()
     if db.startswith(("postgresql://", "postgres://")):
         return db
     return sqlite_url(Path(db.removeprefix("sqlite:///")).with_name("leases.sqlite"))
+
+
+def _explicit_leases(args: argparse.Namespace) -> tuple[str, str]:
+    if getattr(args, "leases", None):
+        return args.leases, "--leases"
+    return os.environ.get("EDGEFARM_LEASES", ""), "$EDGEFARM_LEASES"
+
+
+def _declared_leases(args: argparse.Namespace) -> tuple[str, str]:
+    """(URL, file:line) of the devices file's `leases:`; ("", "") when it declares none or is absent."""
+    from edgefarm.controller.config.inventory import load_inventory
+    from edgefarm.controller.config.targets import DEFAULT_DEVICES_FILE
+
+    path = getattr(args, "devices", None) or DEFAULT_DEVICES_FILE
+    if not Path(path).is_file():
+        return "", ""
+    inventory = load_inventory(path)
+    return inventory.leases, inventory.leases_where
+
+
+def _masked(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    return re.sub(r"(//[^:/@]+):[^@/]*@", r"\1:***@", url)

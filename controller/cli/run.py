@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 from edgefarm.controller.agents.client import AgentUnreachableError
+from edgefarm.controller.agents.security import SecurityError
 from edgefarm.controller.cli.common import (
     CliError,
     add_measure_flags,
@@ -79,7 +80,7 @@ def execute(args: argparse.Namespace) -> int:
     return run_and_report(args.model, recipes, target, args, command=f"run {args.model}")
 
 
-REFUSALS = (LeaseError, AgentUnreachableError, AgentTooOldError)
+REFUSALS = (LeaseError, AgentUnreachableError, AgentTooOldError, SecurityError)
 CAPS = {"max-iterations": "the --max-iterations cap", "max-seconds": "the max-seconds cap"}
 
 

@@ -34,6 +34,8 @@ def execute(args: argparse.Namespace) -> int:
         print(f"no runs in {store.path}")
     for run in runs:
         verdict = f", verdict {run.verdict}" if run.verdict else ""
+        resumable = run.status in ("abandoned", "interrupted") and run.kind != "run"   # a farm run keeps its plan
+        hint = f"  (finish it: edgefarm resume {run.id})" if resumable else ""
         print(f"{run.id}  {run.kind:<8} {run.status:<11} {run.results} result(s), {run.failures} failed{verdict}  "
-              f"{run.command}")
+              f"{run.command}{hint}")
     return 0

@@ -21,6 +21,7 @@ from types import MappingProxyType
 import yaml
 
 from edgefarm import yaml_nodes as yn
+from edgefarm.agent.security import is_loopback
 
 BACKENDS = ("onnxruntime", "litert", "tensorrt")
 EXECUTION_PROVIDERS = ("CPUExecutionProvider", "CUDAExecutionProvider",
@@ -33,7 +34,9 @@ DLA_SOCS = ("xavier", "orin")
 DLA_CORES = (0, 1)
 DLA_PRECISIONS = ("fp16", "int8")
 
-DEVICE_KEYS = ("name", "host", "port", "tags", "backends", "backend_options")
+LEASE_URL_SCHEMES = ("sqlite:///", "postgresql://", "postgres://")
+SECURITY_MODES = ("tls", "token", "plaintext")
+DEVICE_KEYS = ("name", "host", "port", "security", "tags", "backends", "backend_options")
 REQUIRED_DEVICE_KEYS = ("name", "host", "port", "backends")
 OPTION_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "onnxruntime": ("threads", "execution_provider"),
@@ -75,17 +78,19 @@ class Device:
     tags: Mapping[str, str] = field(hash=False)
     backends: tuple[str, ...]
     backend_options: Mapping[str, BackendSettings] = field(default_factory=dict, hash=False)
+    security: str = ""                # tls | token | plaintext; "" = default_security(host)
 
     def __post_init__(self) -> None:
         # Read-only copies, so a frozen Device is frozen all the way down.
         object.__setattr__(self, "tags", MappingProxyType(dict(self.tags)))
         object.__setattr__(self, "backends", tuple(self.backends))
         object.__setattr__(self, "backend_options", MappingProxyType(dict(self.backend_options)))
+        object.__setattr__(self, "security", self.security or default_security(self.host))
 
     def __reduce__(self) -> tuple[type[Device], tuple[object, ...]]:
         # MappingProxyType cannot be pickled; rebuild from plain dicts instead.
         return (Device, (self.name, self.host, self.port, dict(self.tags), self.backends,
-                         dict(self.backend_options)))
+                         dict(self.backend_options), self.security))
 
     @property
     def address(self) -> str:
@@ -103,6 +108,11 @@ class Device:
         return self.backend_options.get(backend, BackendSettings(backend))
 
 
+def default_security(host: str) -> str:
+    """Plaintext on loopback (nothing else can reach it), mutual TLS anywhere else."""
+    return "plaintext" if is_loopback(host) else "tls"
+
+
 def select_devices(devices: Iterable[Device], tags: Mapping[str, str]) -> list[Device]:
     """The devices carrying every one of `tags` (same key, same value), in their given order."""
     return [device for device in devices if device.has_tags(tags)]
@@ -113,6 +123,8 @@ class Inventory:
     devices: tuple[Device, ...]
     source: str = "<inventory>"       # where it was loaded from, for messages
     pools: Mapping[str, Mapping[str, str]] = field(default_factory=dict)   # name → required tags
+    leases: str = ""                  # the farm's shared lease database, if the file declares one
+    leases_where: str = ""            # file:line of that declaration, for messages
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "devices", tuple(self.devices))
@@ -156,7 +168,10 @@ def load_inventory(path: Path | str) -> Inventory:
     top = _top_level(yn.compose(text, source, InventoryError), ctx)
     devices = _read_devices(top, ctx)
     pools = _read_pools(top["pools"].value, ctx, devices) if "pools" in top else {}
-    return Inventory(devices, source, pools)
+    if "leases" not in top:
+        return Inventory(devices, source, pools)
+    leases = _read_leases(top["leases"].value, ctx)
+    return Inventory(devices, source, pools, leases, f"{source}:{yn.line_of(top['leases'].value)}")
 
 
 # --- the inventory's own structure -------------------------------------------------------------
@@ -181,7 +196,7 @@ def _top_level(root: yaml.Node | None, ctx: yn.NodeContext) -> dict[str, yn.Entr
         raise ctx.error(root, f"the top level must be a mapping holding a 'devices:' list, "
                               f"got {yn.describe(root)}")
     top = yn.entries(root, ctx, "the top level")
-    yn.check_keys(top, root, ctx, ("devices", "pools"))
+    yn.check_keys(top, root, ctx, ("devices", "pools", "leases"))
     if "devices" not in top:
         raise ctx.error(root, "missing the top-level 'devices:' list")
     return top
@@ -197,6 +212,15 @@ def _read_pools(node: yaml.Node, ctx: yn.NodeContext, devices: tuple[Device, ...
                                        "matches no device; fix its tags or the devices' tags")
         pools[name] = MappingProxyType(dict(tags))
     return pools
+
+
+def _read_leases(node: yaml.Node, ctx: yn.NodeContext) -> str:
+    """leases: the lease database every controller of this farm must share (sqlite:/// or postgresql://)."""
+    url = yn.string(node, ctx, "leases")
+    if not url.startswith(LEASE_URL_SCHEMES):
+        raise ctx.error(node, f"leases {url!r} is not a lease database URL; e.g. postgresql://user@host/dbname "
+                              "(a farm's controllers share it) or sqlite:///path/to/leases.sqlite")
+    return url
 
 
 def _device_nodes(top: Mapping[str, yn.Entry], ctx: yn.NodeContext) -> list[yaml.Node]:
@@ -218,11 +242,12 @@ def _read_device(node: yaml.Node, ctx: yn.NodeContext, index: int) -> Device:
     name = _read_name(entries["name"].value, ctx)
     host = _read_host(entries["host"].value, ctx)
     port = yn.integer(entries["port"].value, ctx, "port", 1, 65535)
+    security = _read_security(entries["security"].value, ctx, host) if "security" in entries else ""
     tags = _read_tags(entries["tags"].value, ctx) if "tags" in entries else {}
     backends = _read_backends(entries["backends"].value, ctx)
     options = entries.get("backend_options")
     settings = _read_backend_options(options.value, ctx, backends, tags) if options else {}
-    return Device(name, host, port, tags, backends, settings)
+    return Device(name, host, port, tags, backends, settings, security)
 
 
 def _device_subject(node: yaml.Node, index: int) -> str:
@@ -249,6 +274,15 @@ def _read_host(node: yaml.Node, ctx: yn.NodeContext) -> str:
         raise ctx.error(node, f"host {host!r} is not a hostname or IP address; give the bare host "
                               f"(no scheme, no brackets) and the port under 'port'")
     return host
+
+
+def _read_security(node: yaml.Node, ctx: yn.NodeContext, host: str) -> str:
+    security = yn.choice(node, ctx, "security mode", SECURITY_MODES)
+    if security == "plaintext" and not is_loopback(host):
+        raise ctx.error(node, f"security: plaintext is allowed on loopback only, and host {host!r} is not; "
+                              "use tls (mutual TLS, 'edgefarm ca issue' or 'edgefarm provision' installs it) "
+                              "or token (the farm token, for a trusted lab network)")
+    return security
 
 
 def _is_ip_address(host: str) -> bool:

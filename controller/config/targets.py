@@ -14,4 +14,4 @@ def resolve_target(device: str | None, devices_file: Path | None) -> Target:
     if device is None:
         return Target("local", None)
     found = load_inventory(devices_file or DEFAULT_DEVICES_FILE).get(device)
-    return Target(found.name, found.address, found.backends, dict(found.backend_options))
+    return Target(found.name, found.address, found.backends, dict(found.backend_options), found.security)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from edgefarm.controller.agents.client import (
     AsyncAgentClient,
 )
 from edgefarm.controller.agents.records import BenchmarkResult, Failure, Progress
+from edgefarm.controller.agents.security import SecurityError
 from edgefarm.controller.config.inventory import BackendSettings, Device
 from edgefarm.controller.console import RunConsole
 from edgefarm.controller.leases import DeviceQuarantinedError, Heartbeat, Lease, LeaseError, LeaseManager
@@ -77,8 +78,8 @@ class RunnerSeams:
     """What the runner takes from outside: time, a board's client, and the health check."""
 
     clock: Callable[[], float] = time.monotonic
-    client: Callable[[str, str], AsyncAgentClient] = AsyncAgentClient
-    health_check: Callable[[str, str, Collection[str]], Awaitable[tuple[bool, str]]] = health_check
+    client: Callable[[Device], AsyncAgentClient] = AsyncAgentClient.for_device
+    health_check: Callable[[Device], Awaitable[tuple[bool, str]]] = health_check
 
 
 @dataclass
@@ -92,7 +93,7 @@ class FarmOutcome:
 class FarmRunner:
     def __init__(self, store: ResultStore, leases: LeaseManager, devices: Mapping[str, Device],
                  measure: MeasureSettings, ui: RunConsole, owner: str, policy: RetryPolicy = RetryPolicy(),
-                 single_board: bool = False, seams: RunnerSeams | None = None) -> None:
+                 single_board: bool = False, seams: RunnerSeams | None = None, reclaim: str = "") -> None:
         """single_board: an engineer's console: a progress bar per job, and failures left to the caller's
         one-line report instead of notes as they happen. seams: the clock, client and health check
         (real ones by default; tests pass fakes to check the retry, backoff and quarantine rules)."""
@@ -100,6 +101,7 @@ class FarmRunner:
         self.measure, self.ui, self.owner, self.policy = measure, ui, owner, policy
         self.single_board = single_board
         self.seams = seams or RunnerSeams()
+        self.reclaim = reclaim   # an owner suffix whose leases are ours to take over (a resume's own dead run)
         self._streak: dict[str, int] = {}
         self._quarantined: set[str] = set()   # out of this run's rotation until a health check passes
         self._unhealthy: set[str] = set()     # quarantined boards whose latest health check failed
@@ -160,7 +162,8 @@ class FarmRunner:
 
     def _try_lease(self, device: str) -> Lease | None:
         try:
-            lease = self.leases.acquire(device, self.owner, "edgefarm farm run", self.policy.lease_ttl_s)
+            lease = self.leases.acquire(device, self.owner, "edgefarm farm run", self.policy.lease_ttl_s,
+                                        self.reclaim)
         except DeviceQuarantinedError as exc:  # an earlier verdict on the board: check it before giving up on it
             self.ui.note(f"[yellow]{device} is quarantined ({exc}); checking its health[/yellow]")
             self._start_healing(device)
@@ -222,7 +225,11 @@ class FarmRunner:
 
     async def _run_on(self, job: FarmJob, device: str, lease: Lease) -> JobEnd:
         heartbeat = Heartbeat(self.leases, lease).start()
-        client = self.seams.client(device, self.devices[device].address)
+        try:
+            client = self.seams.client(self.devices[device])
+        except SecurityError as exc:  # this controller cannot dial the board as declared: no use retrying
+            heartbeat.release()
+            return JobEnd(job, device, "infrastructure", str(exc))
         try:
             return await self._benchmark(client, job, device)
         except AgentUnreachableError as exc:
@@ -300,7 +307,7 @@ class FarmRunner:
 
     async def _heal(self, device: str) -> None:
         delay = self.policy.recheck_s
-        while not await self._recheck(device):
+        while not await self._recheck(device, next_in_s=delay):
             self._unhealthy.add(device)
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.policy.recheck_max_s)
@@ -312,10 +319,15 @@ class FarmRunner:
             log.error("health check failed with %s: %s", type(error).__name__, error)
             self.ui.note(f"[red]a health check failed: {type(error).__name__}: {error}[/red]")
 
-    async def _recheck(self, device: str) -> bool:
-        """Describe plus the canary model; a board that passes returns to service."""
-        ok, why = await self.seams.health_check(device, self.devices[device].address, self.devices[device].backends)
+    async def _recheck(self, device: str, next_in_s: float) -> bool:
+        """Describe plus the canary model; a board that passes returns to service. Every check is
+        stored, with when the next is due, for `edgefarm devices status`."""
+        ok, why = await self.seams.health_check(self.devices[device])
         log.info("health check of %s: %s", device, "passed" if ok else f"failed: {why}")
+        try:
+            self.leases.record_check(device, ok, why, f"{self.owner} (quarantine)", None if ok else next_in_s)
+        except LeaseError as exc:  # the check itself counts; only its record is lost
+            log.warning("could not store the health check of %s: %s", device, exc)
         if ok:
             self.leases.unquarantine(device)
             self._quarantined.discard(device)

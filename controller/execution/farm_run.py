@@ -4,6 +4,7 @@ interrupted run without redoing the jobs already done."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
@@ -22,12 +23,15 @@ from edgefarm.controller.execution.prepare import (
     prebuilt_variant,
     variant_record,
 )
-from edgefarm.controller.leases import LeaseError, default_owner, open_lease_manager
+from edgefarm.controller.leases import LeaseError, LeaseManager, default_owner, open_lease_manager
 from edgefarm.controller.planning.backends import artifact_format
 from edgefarm.controller.planning.job_inputs import JobInputs
 from edgefarm.controller.planning.run_plan import RunPlan, Target, model_name
 from edgefarm.controller.planning.scheduler import PlanError, PlannedJob, expand
+from edgefarm.controller.results.liveness import ABANDONED_AFTER_S, BEAT_S
 from edgefarm.controller.results.store import JobRecord, ResultStore
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -72,11 +76,22 @@ class FarmRun:
         run_id = self.store.new_run(f"farm {self.config.matrix}", kind, plan=plan)
         planned = [_pinned(p, only[p.key]) if only is not None else p
                    for p in self.planned if only is None or p.key in only]
-        variants = self._variants(run_id, planned)
-        jobs = [self._new_job(run_id, p, variants[(p.model, p.recipe)]) for p in planned]
-        return self._execute(run_id, jobs)
+        with self.store.heartbeat(run_id):
+            variants = self._variants(run_id, planned)
+            jobs = [self._new_job(run_id, p, variants[(p.model, p.recipe)]) for p in planned]
+            return self._execute(run_id, jobs)
 
     def resume(self, run_id: str) -> FarmRunResult:
+        """Finish an interrupted or abandoned run; the leases its dead controller still holds are taken over."""
+        if self.store.run_status(run_id) == "running":
+            raise PlanError(f"run {run_id} is still running: its controller beats every {BEAT_S:g} s; resume "
+                            f"takes over a run once it is interrupted, or abandoned (no beat for "
+                            f"{ABANDONED_AFTER_S:g} s, or its process gone)")
+        self.store.take_over(run_id)
+        with self.store.heartbeat(run_id):
+            return self._resume(run_id)
+
+    def _resume(self, run_id: str) -> FarmRunResult:
         by_key = {(model_name(p.model), p.recipe, p.target): p for p in self.planned}
         unfinished = self.store.unfinished_jobs(run_id)
         gone = [f"{r.model}/{r.variant} on {target}" for r, target in unfinished
@@ -89,7 +104,7 @@ class FarmRun:
         jobs = [self._farm_job(p, r, variants[(p.model, p.recipe)])
                 for p, (r, _) in zip(planned, unfinished, strict=True)]
         self.ui.note(f"resuming {run_id}: {len(jobs)} job(s) left to run")
-        return self._execute(run_id, jobs)
+        return self._execute(run_id, jobs, reclaim=f"/{run_id}")   # its leases' owner: user@host/RUN_ID
 
     def _variants(self, run_id: str, planned: list[PlannedJob]) -> dict[tuple[str, str], PreparedVariant]:
         out: dict[tuple[str, str], PreparedVariant] = {}
@@ -122,10 +137,13 @@ class FarmRun:
         return FarmJob(planned, record, prepared.variant.path, eval_npz, sha256_file(eval_npz) if eval_npz else "",
                        inputs=prepared.inputs)
 
-    def _execute(self, run_id: str, jobs: list[FarmJob]) -> FarmRunResult:
+    def _execute(self, run_id: str, jobs: list[FarmJob], reclaim: str = "") -> FarmRunResult:
         leases = open_lease_manager(self.config.leases)
+        if reclaim:
+            self._say_taken_over(leases, reclaim)
         runner = FarmRunner(self.store, leases, {d.name: d for d in self.inventory}, self.matrix.measure,
-                            self.ui, owner=f"{default_owner()}/{run_id}", policy=self.policy)
+                            self.ui, owner=f"{default_owner()}/{run_id}", policy=self.policy,
+                            reclaim=reclaim)
         try:
             with self.ui.live():
                 outcome = asyncio.run(runner.run(jobs))
@@ -139,6 +157,14 @@ class FarmRun:
             leases.close()
         self.store.finish_run(run_id, "done" if not outcome.failed else "partial")
         return FarmRunResult(run_id, outcome, interrupted=False)
+
+    def _say_taken_over(self, leases: LeaseManager, reclaim: str) -> None:
+        held = [state for state in leases.states(self.inventory.names())
+                if state.lease is not None and state.lease.owner.endswith(reclaim)]
+        if held:
+            boards = ", ".join(f"{s.device} ({s.expires_in_s:.0f} s left)" for s in held)
+            log.info("taking over the abandoned run's leases on %s", boards)
+            self.ui.note(f"taking over the abandoned run's leases on {boards}")
 
 
 def planned_format(model: str, recipe: str) -> str:

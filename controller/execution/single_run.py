@@ -54,7 +54,7 @@ def board_for(target: Target, cache_dir: Path) -> Iterator[Callable[[], Device]]
 
     def board() -> Device:
         host, _, port = (local.wait_ready() if local is not None else target.address).rpartition(":")
-        return Device(target.name, host, int(port), {}, target.backends, dict(target.settings))
+        return Device(target.name, host, int(port), {}, target.backends, dict(target.settings), target.security)
     try:
         yield board
     finally:
@@ -64,7 +64,7 @@ def board_for(target: Target, cache_dir: Path) -> Iterator[Callable[[], Device]]
 
 def probe(board: Device) -> DeviceInfo:
     """Describe, before any job is queued: AgentUnreachableError names the address and the fix."""
-    client = AgentClient(board.name, board.address)
+    client = AgentClient.for_device(board)
     try:
         return client.connect()
     finally:
@@ -83,7 +83,7 @@ class RunExecutor:
         self.times = times or PhaseTimes()
 
     def execute(self, plan: RunPlan, run_id: str) -> RunOutcome:
-        with board_for(plan.target, plan.cache_dir) as connect:
+        with self.store.heartbeat(run_id), board_for(plan.target, plan.cache_dir) as connect:
             with self.times.phase("train"):
                 source = model_source(plan, self.ui)
             inputs = job_inputs(plan, source)  # refuses unresolved shapes before anything is compressed

@@ -13,6 +13,7 @@ from types import MappingProxyType
 from edgefarm.controller.leases.base import (
     DeviceQuarantinedError,
     DeviceState,
+    HealthCheck,
     Lease,
     LeaseError,
     LeaseLost,
@@ -22,7 +23,7 @@ from edgefarm.controller.leases.base import (
 )
 from edgefarm.controller.leases.heartbeat import Heartbeat
 
-__all__ = ["DeviceQuarantinedError", "DeviceState", "Heartbeat", "Lease", "LeaseError", "LeaseLost",
+__all__ = ["DeviceQuarantinedError", "DeviceState", "HealthCheck", "Heartbeat", "Lease", "LeaseError", "LeaseLost",
            "LeaseManager", "URL_FORMS", "default_owner", "format_time", "open_lease_manager", "sqlite_url"]
 
 URL_FORMS = ("sqlite:///path/to/leases.sqlite", "postgresql://user@host:5432/dbname")

@@ -69,25 +69,40 @@ class DeviceState:
         return None if self.lease is None else (self.lease.expires_at - self.checked_at).total_seconds()
 
 
+@dataclass(frozen=True)
+class HealthCheck:
+    """One health check of a board (Describe plus the canary), as stored in the lease database."""
+
+    device: str
+    checked_at: datetime          # the lease database's clock, UTC
+    passed: bool
+    detail: str                   # "ok", or why it failed
+    checked_by: str               # who and why, e.g. "nightly@ci-3 (quarantine)"
+    next_due: datetime | None     # when the farm checks it again; None: nothing scheduled
+
+
 class LeaseManager(ABC):
     """Takes, renews and gives back leases on boards, and quarantines broken ones."""
 
-    def acquire(self, device: str, owner: str, purpose: str, ttl_s: float) -> Lease | None:
+    def acquire(self, device: str, owner: str, purpose: str, ttl_s: float, reclaim: str = "") -> Lease | None:
         """A lease on `device`, or None while someone else holds it.
 
         Raises DeviceQuarantinedError when the board is quarantined: waiting would not help.
+        reclaim: see acquire_any.
         """
-        return self.acquire_any([device], owner, purpose, ttl_s)
+        return self.acquire_any([device], owner, purpose, ttl_s, reclaim)
 
-    def acquire_any(self, devices: Sequence[str], owner: str, purpose: str, ttl_s: float) -> Lease | None:
+    def acquire_any(self, devices: Sequence[str], owner: str, purpose: str, ttl_s: float,
+                    reclaim: str = "") -> Lease | None:
         """A lease on the first free board of `devices` (in that order), or None while all are held.
 
         Quarantined boards are passed over; when every one of them is quarantined this raises
-        DeviceQuarantinedError.
+        DeviceQuarantinedError. reclaim: an owner suffix ("/RUN_ID") whose live leases count as free:
+        a resume taking over the leases of its own run, whose controller died holding them.
         """
         check_request(devices, owner, ttl_s)
         pool = list(dict.fromkeys(devices))
-        lease = self._take_first_free(pool, owner, purpose, float(ttl_s), uuid.uuid4().hex)
+        lease = self._take_first_free(pool, owner, purpose, float(ttl_s), uuid.uuid4().hex, reclaim)
         if lease is None:
             states = self.states(pool)
             if all(state.status == "quarantined" for state in states):
@@ -96,8 +111,9 @@ class LeaseManager(ABC):
 
     @abstractmethod
     def _take_first_free(self, pool: list[str], owner: str, purpose: str, ttl_s: float,
-                         token: str) -> Lease | None:
-        """In one atomic step: the first board of `pool` neither leased nor quarantined, leased to `owner`."""
+                         token: str, reclaim: str) -> Lease | None:
+        """In one atomic step: the first board of `pool` neither leased (except by an owner ending in
+        `reclaim`, when given) nor quarantined, leased to `owner`."""
 
     @abstractmethod
     def renew(self, lease: Lease) -> Lease:
@@ -114,6 +130,15 @@ class LeaseManager(ABC):
     @abstractmethod
     def unquarantine(self, device: str) -> None:
         """Let `device` be leased again."""
+
+    @abstractmethod
+    def record_check(self, device: str, passed: bool, detail: str, checked_by: str,
+                     next_in_s: float | None = None) -> None:
+        """Store one health check's outcome; next_in_s: when the next one is due, if one is scheduled."""
+
+    @abstractmethod
+    def last_checks(self, devices: Sequence[str]) -> dict[str, HealthCheck]:
+        """The newest stored check of each board that has one."""
 
     @abstractmethod
     def states(self, devices: Sequence[str]) -> list[DeviceState]:
@@ -168,6 +193,13 @@ def lost_error(lease: Lease, now: DeviceState) -> LeaseLost:
     return LeaseLost(f"lease on {lease.device!r} for {lease.owner} ({lease.purpose}) was lost: its deadline "
                      f"{format_time(lease.expires_at)} passed or it was released before renewal, and {holder}; "
                      f"stop using the board")
+
+
+def like_suffix(suffix: str) -> str:
+    """A LIKE pattern (ESCAPE '\\') matching strings that end in `suffix`; "" matches nothing."""
+    if not suffix:
+        return ""
+    return "%" + suffix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def format_time(moment: datetime | None) -> str:

@@ -19,9 +19,11 @@ from psycopg import conninfo
 from edgefarm.controller.leases.base import (
     ROW_COLUMNS,
     DeviceState,
+    HealthCheck,
     Lease,
     LeaseError,
     LeaseManager,
+    like_suffix,
     lost_error,
     state_from_row,
 )
@@ -31,10 +33,19 @@ _SCHEMA_LOCK_KEY = 0x6564676566617266   # "edgefarm"
 _SCHEMA = """CREATE TABLE IF NOT EXISTS device_leases (
     device text PRIMARY KEY, token text, owner text, purpose text, acquired_at timestamptz,
     expires_at timestamptz, ttl_s double precision, quarantined_since timestamptz, quarantine_reason text)"""
+_CHECKS_SCHEMA = """CREATE TABLE IF NOT EXISTS health_checks (
+    device text NOT NULL, checked_at timestamptz NOT NULL DEFAULT now(), passed boolean NOT NULL,
+    detail text NOT NULL, checked_by text NOT NULL, next_due timestamptz)"""
+_CHECKS_INDEX = "CREATE INDEX IF NOT EXISTS health_checks_by_device ON health_checks (device, checked_at)"
+_RECORD_CHECK = """INSERT INTO health_checks (device, passed, detail, checked_by, next_due)
+VALUES (%s, %s, %s, %s, now() + make_interval(secs => %s))"""
+_LAST_CHECKS = """SELECT DISTINCT ON (device) device, checked_at, passed, detail, checked_by, next_due
+FROM health_checks WHERE device = ANY(%s::text[]) ORDER BY device, checked_at DESC"""
 _TAKE_FIRST_FREE = """
 WITH chosen AS (
     SELECT device FROM device_leases
-    WHERE device = ANY(%(pool)s::text[]) AND quarantined_since IS NULL AND (token IS NULL OR expires_at <= now())
+    WHERE device = ANY(%(pool)s::text[]) AND quarantined_since IS NULL
+      AND (token IS NULL OR expires_at <= now() OR owner LIKE %(reclaim)s ESCAPE '\\')
     ORDER BY array_position(%(pool)s::text[], device) LIMIT 1
     FOR UPDATE SKIP LOCKED)
 UPDATE device_leases AS board
@@ -71,16 +82,17 @@ class PostgresLeaseManager(LeaseManager):
         self._run("SET TIME ZONE 'UTC'")
         with self._db.transaction():
             self._run("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_KEY,))
-            self._run(_SCHEMA)
+            for statement in (_SCHEMA, _CHECKS_SCHEMA, _CHECKS_INDEX):
+                self._run(statement)
 
     def close(self) -> None:
         self._db.close()
 
     def _take_first_free(self, pool: list[str], owner: str, purpose: str, ttl_s: float,
-                         token: str) -> Lease | None:
+                         token: str, reclaim: str) -> Lease | None:
         self._ensure_rows(pool)
         rows = self._run(_TAKE_FIRST_FREE, {"pool": pool, "token": token, "owner": owner, "purpose": purpose,
-                                            "ttl_s": ttl_s})
+                                            "ttl_s": ttl_s, "reclaim": like_suffix(reclaim)})
         if not rows:
             return None
         device, acquired_at, expires_at = rows[0]
@@ -103,6 +115,13 @@ class PostgresLeaseManager(LeaseManager):
 
     def unquarantine(self, device: str) -> None:
         self._run(_UNQUARANTINE, (device,))
+
+    def record_check(self, device: str, passed: bool, detail: str, checked_by: str,
+                     next_in_s: float | None = None) -> None:
+        self._run(_RECORD_CHECK, (device, passed, detail, checked_by, next_in_s))   # NULL secs: no next check
+
+    def last_checks(self, devices: Sequence[str]) -> dict[str, HealthCheck]:
+        return {row[0]: HealthCheck(*row) for row in self._run(_LAST_CHECKS, (list(devices),))}
 
     def states(self, devices: Sequence[str]) -> list[DeviceState]:
         rows = self._run(_STATES, (list(devices),))

@@ -17,9 +17,11 @@ from pathlib import Path
 from edgefarm.controller.leases.base import (
     ROW_COLUMNS,
     DeviceState,
+    HealthCheck,
     Lease,
     LeaseError,
     LeaseManager,
+    like_suffix,
     lost_error,
     state_from_row,
     utc_from_epoch,
@@ -28,6 +30,10 @@ from edgefarm.controller.leases.base import (
 _SCHEMA = """CREATE TABLE IF NOT EXISTS device_leases (
     device TEXT PRIMARY KEY, token TEXT, owner TEXT, purpose TEXT, acquired_at REAL, expires_at REAL,
     ttl_s REAL, quarantined_since REAL, quarantine_reason TEXT)"""
+_CHECKS_SCHEMA = """CREATE TABLE IF NOT EXISTS health_checks (
+    device TEXT NOT NULL, checked_at REAL NOT NULL, passed INTEGER NOT NULL, detail TEXT NOT NULL,
+    checked_by TEXT NOT NULL, next_due REAL)"""
+_CHECKS_INDEX = "CREATE INDEX IF NOT EXISTS health_checks_by_device ON health_checks (device, checked_at)"
 _TIME_COLUMNS = tuple(ROW_COLUMNS.index(name) for name in ("acquired_at", "expires_at", "quarantined_since"))
 _NO_LEASE = "token = NULL, owner = NULL, purpose = NULL, acquired_at = NULL, expires_at = NULL, ttl_s = NULL"
 
@@ -42,7 +48,8 @@ class SqliteLeaseManager(LeaseManager):
             self._db = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None,
                                        check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(_SCHEMA)
+            for statement in (_SCHEMA, _CHECKS_SCHEMA, _CHECKS_INDEX):
+                self._db.execute(statement)
         except (OSError, sqlite3.Error) as exc:
             raise LeaseError(f"lease database {self.path} cannot be opened: {exc}; "
                              f"pass another with --leases or $EDGEFARM_LEASES") from exc
@@ -51,14 +58,15 @@ class SqliteLeaseManager(LeaseManager):
         self._db.close()
 
     def _take_first_free(self, pool: list[str], owner: str, purpose: str, ttl_s: float,
-                         token: str) -> Lease | None:
+                         token: str, reclaim: str) -> Lease | None:
         with self._transaction() as db:
             now = time.time()
             db.executemany("INSERT OR IGNORE INTO device_leases (device) VALUES (?)", [(name,) for name in pool])
             marks = ", ".join("?" * len(pool))
             free = {row[0] for row in db.execute(
                 f"SELECT device FROM device_leases WHERE device IN ({marks}) AND quarantined_since IS NULL "
-                "AND (token IS NULL OR expires_at <= ?)", (*pool, now))}
+                "AND (token IS NULL OR expires_at <= ? OR owner LIKE ? ESCAPE '\\')",
+                (*pool, now, like_suffix(reclaim)))}
             chosen = next((name for name in pool if name in free), None)
             if chosen is not None:
                 db.execute("UPDATE device_leases SET token = ?, owner = ?, purpose = ?, acquired_at = ?, "
@@ -96,6 +104,22 @@ class SqliteLeaseManager(LeaseManager):
         with self._transaction() as db:
             db.execute("UPDATE device_leases SET quarantined_since = NULL, quarantine_reason = NULL "
                        "WHERE device = ?", (device,))
+
+    def record_check(self, device: str, passed: bool, detail: str, checked_by: str,
+                     next_in_s: float | None = None) -> None:
+        with self._transaction() as db:
+            now = time.time()
+            db.execute("INSERT INTO health_checks VALUES (?, ?, ?, ?, ?, ?)",
+                       (device, now, passed, detail, checked_by, None if next_in_s is None else now + next_in_s))
+
+    def last_checks(self, devices: Sequence[str]) -> dict[str, HealthCheck]:
+        marks = ", ".join("?" * len(devices))
+        with self._lock:
+            rows = self._execute(
+                "SELECT device, MAX(checked_at), passed, detail, checked_by, next_due FROM health_checks "
+                f"WHERE device IN ({marks}) GROUP BY device", tuple(devices))   # SQLite: the other columns follow MAX()
+        return {row[0]: HealthCheck(row[0], utc_from_epoch(row[1]), bool(row[2]), row[3], row[4],
+                                    utc_from_epoch(row[5])) for row in rows}
 
     def states(self, devices: Sequence[str]) -> list[DeviceState]:
         marks = ", ".join("?" * len(devices))

@@ -25,6 +25,7 @@ class Target:
     address: str | None            # None: start the embedded local agent
     backends: tuple[str, ...] = ("onnxruntime", "litert")
     settings: Mapping[str, BackendSettings] = field(default_factory=dict)  # from devices.yaml
+    security: str = ""             # devices.yaml's tls | token | plaintext ("" = by host)
 
 @dataclass(frozen=True)
 class MeasureSettings:

@@ -26,6 +26,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from edgefarm.agent.security import CA_FILE as AGENT_CA_FILE
+from edgefarm.agent.security import CERT_FILE as AGENT_CERT_FILE
+from edgefarm.agent.security import KEY_FILE as AGENT_KEY_FILE
+from edgefarm.agent.security import TOKEN_FILE as AGENT_TOKEN_FILE
+
 CA_CERT_FILE = "ca.crt"
 CA_KEY_FILE = "ca.key"
 TOKEN_FILE = "token"
@@ -198,6 +203,15 @@ def verify_chain(cert_pem: bytes, ca_cert_pem: bytes) -> None:
     if now > cert.not_valid_after_utc:
         raise CaError(f"certificate {subject!r} expired on {cert.not_valid_after_utc:%Y-%m-%d}; "
                       f"re-provision the board to issue a new one")
+
+
+def board_tls_files(ca: FarmCa, device_name: str, hosts: list[str]) -> dict[str, bytes]:
+    """What an agent's --tls-dir holds, by file name: the farm CA, a new certificate and key for the
+    board, and the farm token. The certificate is also kept under issued/, as every issued one is."""
+    cert, key = issue_agent_cert(ca, device_name, hosts)
+    save_issued(ca.directory, device_name, cert, key)
+    token = (read_token(ca.directory) + "\n").encode()
+    return {AGENT_CA_FILE: ca.cert_pem, AGENT_CERT_FILE: cert, AGENT_KEY_FILE: key, AGENT_TOKEN_FILE: token}
 
 
 def save_issued(directory: Path, name: str, cert_pem: bytes, key_pem: bytes) -> None:

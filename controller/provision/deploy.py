@@ -25,17 +25,16 @@ from typing import Protocol
 
 import paramiko
 
-from edgefarm.agent.security import is_loopback
+from edgefarm.agent.security import CA_FILE, CERT_FILE, TOKEN_FILE, is_loopback
 from edgefarm.controller.agents.client import AgentClient, AgentUnreachableError
 from edgefarm.controller.agents.security import security_for
 from edgefarm.controller.config.inventory import Device
-from edgefarm.controller.provision.ca import CaError, FarmCa, issue_agent_cert, load_ca, read_token, save_issued
+from edgefarm.controller.provision.ca import CaError, FarmCa, board_tls_files, load_ca
 
 SERVICE_NAME = "edgefarm-agent"
 DISTRIBUTION = "edgefarm"
 BACKEND_EXTRAS = {"onnxruntime": "onnxruntime", "litert": "litert", "tensorrt": "tensorrt"}
 # What the agent reads from its TLS directory (the lead's --tls-dir flag on `edgefarm-agent serve`).
-TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE, TLS_TOKEN_FILE = "ca.crt", "agent.crt", "agent.key", "token"
 COMMAND_TIMEOUT_S = 600.0       # pip on a Raspberry Pi can take minutes
 VERIFY_TIMEOUT_S = 30.0         # importing numpy and grpc on a cold Pi 4 takes several seconds
 TAIL_CHARS = 600
@@ -297,11 +296,15 @@ class Service(Protocol):
 def agent_command(device: Device, paths: BoardPaths) -> list[str]:
     argv = [str(paths.venv / "bin" / "edgefarm-agent"), "serve", "--port", str(device.port),
             "--cache-dir", str(paths.root / "cache")]
-    if is_loopback(device.host):
-        return argv + ["--host", device.host]
-    # The controller dials the board's own address: bind every interface, and serve mutual TLS
-    # with the farm CA's material (plaintext is refused off loopback).
-    return argv + ["--host", "0.0.0.0", "--tls-dir", str(paths.tls)]
+    # The controller dials the board's own address: off loopback, bind every interface. Serve what
+    # devices.yaml declares (the inventory refuses plaintext off loopback).
+    loopback = is_loopback(device.host)
+    argv += ["--host", device.host if loopback else "0.0.0.0"]
+    if device.security == "tls":
+        return argv + ["--tls-dir", str(paths.tls)]
+    if device.security == "token":
+        return argv + ["--token-file", str(paths.tls / TOKEN_FILE)] + ([] if loopback else ["--insecure-plaintext"])
+    return argv
 
 
 @dataclass(frozen=True)
@@ -461,14 +464,11 @@ def uninstall_agent(board: Board, paths: BoardPaths) -> None:
 
 def install_tls(board: Board, device: Device, paths: BoardPaths, ca: FarmCa) -> bool:
     """Issue and install the board's certificate unless one from this CA is there; True if installed."""
-    if board.read(paths.tls / TLS_CA_FILE) == ca.cert_pem and board.read(paths.tls / TLS_CERT_FILE):
+    if board.read(paths.tls / CA_FILE) == ca.cert_pem and board.read(paths.tls / CERT_FILE):
         return False
-    cert, key = issue_agent_cert(ca, device.name, [device.host])
-    save_issued(ca.directory, device.name, cert, key)
+    files = board_tls_files(ca, device.name, [device.host])
     board.run("create the TLS directory", f"mkdir -p {_quote(paths.tls)} && chmod 700 {_quote(paths.tls)}")
-    token = (read_token(ca.directory) + "\n").encode()
-    for name, data in ((TLS_CA_FILE, ca.cert_pem), (TLS_CERT_FILE, cert), (TLS_KEY_FILE, key),
-                       (TLS_TOKEN_FILE, token)):
+    for name, data in files.items():
         board.write("install the TLS material", paths.tls / name, data, 0o600)
     return True
 
@@ -555,7 +555,7 @@ def _keep_installed(board: Board, device: Device, paths: BoardPaths, ca: FarmCa,
 
 def verify_agent(board: Board, device: Device, service: Service, ca: FarmCa) -> str:
     """Describe over gRPC, as the controller will call it (mutual TLS off loopback); returns the version."""
-    security = security_for(device.address, ca.directory)
+    security = security_for(device, ca.directory)
     client = AgentClient(device.name, device.address, connect_timeout_s=VERIFY_TIMEOUT_S, security=security)
     try:
         return client.connect().agent_version

@@ -7,6 +7,7 @@ without a migrations folder beside it.
 
 - 1 → 2: columns added to store v1 (run kind, plan and verdict; job target and attempts; variant details).
 - 2 → 3: store v2. Results were one serialized protobuf blob each; now every statistic is a column.
+- 3 → 4: run liveness: which controller runs a run, and its last heartbeat.
 """
 from __future__ import annotations
 
@@ -88,4 +89,11 @@ def _results_to_columns(conn: sa.Connection) -> None:
     conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_jobs_run_id ON jobs (run_id)")
 
 
-_STEPS: dict[int, Callable[[sa.Connection], None]] = {1: _add_v2_columns, 2: _results_to_columns}
+def _add_run_liveness(conn: sa.Connection) -> None:
+    for column in (schema.runs.c.controller, schema.runs.c.heartbeat_at):
+        kind = column.type.compile(dialect=conn.dialect)   # FLOAT is double precision on PostgreSQL too
+        conn.exec_driver_sql(f"ALTER TABLE runs ADD COLUMN {column.name} {kind}")
+
+
+_STEPS: dict[int, Callable[[sa.Connection], None]] = {1: _add_v2_columns, 2: _results_to_columns,
+                                                      3: _add_run_liveness}

@@ -28,7 +28,7 @@ from edgefarm.controller.agents.records import (
 )
 from edgefarm.controller.planning.input_plan import shapes_text
 
-SCHEMA_VERSION = 3          # 1 and 2: store v1 (one serialized protobuf per result); 3: store v2
+SCHEMA_VERSION = 4          # 1 and 2: store v1 (one serialized protobuf per result); 3: store v2; 4: run liveness
 _SAMPLE_DTYPE = np.dtype("<i8")
 
 metadata = sa.MetaData()
@@ -44,7 +44,9 @@ runs = sa.Table("runs", metadata,
                 sa.Column("status", sa.String(32), nullable=False),
                 sa.Column("kind", sa.String(32), nullable=False, server_default="run"),
                 sa.Column("plan", sa.Text),
-                sa.Column("verdict", sa.String(64)))
+                sa.Column("verdict", sa.String(64)),
+                sa.Column("controller", sa.Text),          # host:pid of the process running it
+                sa.Column("heartbeat_at", sa.Float))       # its last beat (controller/results/liveness.py)
 
 variants = sa.Table("variants", metadata,
                     sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.id"), primary_key=True),

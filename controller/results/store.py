@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from edgefarm.controller.agents.records import BenchmarkResult
 from edgefarm.controller.results import migrations, schema
+from edgefarm.controller.results.liveness import RunHeartbeat, effective_status, this_controller
 from edgefarm.controller.results.schema import jobs, results, runs, variants
 
 log = logging.getLogger(__name__)
@@ -125,9 +126,31 @@ class ResultStore:
 
     def new_run(self, command: str, kind: str = "run", plan: dict | None = None) -> str:
         run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-        self._write(sa.insert(runs).values(id=run_id, created_at=time.time(), command=command, status="running",
-                                           kind=kind, plan=json.dumps(plan) if plan is not None else None))
+        now = time.time()
+        self._write(sa.insert(runs).values(id=run_id, created_at=now, command=command, status="running",
+                                           kind=kind, plan=json.dumps(plan) if plan is not None else None,
+                                           controller=this_controller(), heartbeat_at=now))
         return run_id
+
+    def beat(self, run_id: str) -> None:
+        """This controller still runs `run_id` (see liveness.RunHeartbeat)."""
+        self._write(sa.update(runs).where(runs.c.id == run_id).values(heartbeat_at=time.time()))
+
+    def heartbeat(self, run_id: str) -> RunHeartbeat:
+        """`with store.heartbeat(run_id):` beats for the run while the block runs."""
+        return RunHeartbeat(lambda: self.beat(run_id))
+
+    def run_status(self, run_id: str, now: float | None = None) -> str:
+        """The run's status, `abandoned` for a running run whose controller is gone (liveness.py)."""
+        row = self._rows(sa.select(runs.c.status, runs.c.controller, runs.c.heartbeat_at).where(runs.c.id == run_id))
+        if not row:
+            raise StoreError(f"no run {run_id!r} in {self.path}; list runs with 'edgefarm runs'")
+        return effective_status(*row[0], now=time.time() if now is None else now)
+
+    def take_over(self, run_id: str) -> None:
+        """This controller now runs `run_id` (a resume)."""
+        self._write(sa.update(runs).where(runs.c.id == run_id).values(
+            status="running", controller=this_controller(), heartbeat_at=time.time()))
 
     def run_plan(self, run_id: str) -> dict:
         plan = self._scalar(sa.select(runs.c.plan).where(runs.c.id == run_id))
@@ -191,14 +214,18 @@ class ResultStore:
     def run_exists(self, run_id: str) -> bool:
         return self._scalar(sa.select(runs.c.id).where(runs.c.id == run_id)) is not None
 
-    def run_summaries(self, limit: int = 20) -> list[RunSummary]:
-        """The newest `limit` runs with how many results and failed jobs each holds."""
+    def run_summaries(self, limit: int = 20, now: float | None = None) -> list[RunSummary]:
+        """The newest `limit` runs with how many results and failed jobs each holds; a running run
+        whose controller is gone shows as abandoned."""
         measured = sa.select(sa.func.count()).where(results.c.run_id == runs.c.id).scalar_subquery()
         failed = sa.select(sa.func.count()).where(jobs.c.run_id == runs.c.id, jobs.c.status == "failed") \
             .scalar_subquery()
         query = sa.select(runs.c.id, runs.c.created_at, runs.c.command, runs.c.kind, runs.c.status, runs.c.verdict,
-                          measured, failed).order_by(runs.c.created_at.desc()).limit(limit)
-        return [RunSummary(*row) for row in self._rows(query)]
+                          measured, failed, runs.c.controller, runs.c.heartbeat_at) \
+            .order_by(runs.c.created_at.desc()).limit(limit)
+        now = time.time() if now is None else now
+        return [RunSummary(*row[:4], effective_status(row.status, row.controller, row.heartbeat_at, now), *row[5:8])
+                for row in self._rows(query)]
 
     def latest_run(self) -> str | None:
         return self._scalar(sa.select(runs.c.id).order_by(runs.c.created_at.desc()).limit(1))
