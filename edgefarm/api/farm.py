@@ -212,8 +212,9 @@ class Farm:
             >>> [r.status for r in farm.stored_runs(limit=3)]
             ['done', 'done', 'partial']
         """
-        with translated(), self._store() as store:
+        with translated():
             start = _timestamp(since)
+        with translated(), self._store() as store:
             runs = [r for r in store.run_summaries(None if start is not None else limit)
                     if start is None or r.created_at >= start]
         return tuple(runs[:limit] if limit is not None else runs)

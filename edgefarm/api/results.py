@@ -41,8 +41,8 @@ class ResultRecord:
     device: str
     backend: str
     measured_at: datetime
-    result: BenchmarkResult
-    compressed: VariantRecord
+    result: BenchmarkResult = field(repr=False)
+    compressed: VariantRecord = field(repr=False)
 
     @classmethod
     def from_stored(cls, stored: StoredResult) -> ResultRecord:
@@ -106,6 +106,10 @@ class Run:
     warnings: tuple[str, ...] = ()
     phase_seconds: dict[str, float] = field(default_factory=dict, compare=False)
     bytes_uploaded: int = 0
+
+    def __repr__(self) -> str:
+        return (f"Run(id={self.id!r}, results={len(self.results)}, failures={len(self.failures)}, "
+                f"warnings={len(self.warnings)}, db={self.db!r})")
 
     @property
     def exit_code(self) -> int:
