@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 import edgefarm
@@ -54,9 +55,11 @@ def test_every_example_in_the_docs_runs_in_order(work):
     assert set(REPORT_COLUMNS) <= set(run.frame.columns)
     assert sorted(run.frame["variant"]) == ["fp32", "int8-static"] and (run.frame["device"] == "local").all()
     assert run.frame[list(REPORT_COLUMNS)].notna().all().all()
+    assert pd.DataFrame([r.row() for r in run.results]).equals(run.frame)  # records and rows agree
     assert "<table>" in run._repr_html_() and "int8-static" in run.results[1]._repr_html_() + run._repr_html_()
     assert (work / "report.html").exists() and (work / "nightly-out" / "junit.xml").exists()
     assert namespace["night"].exit_code == 0 and namespace["night"].verdict == "good"
+    assert "digits-cnn" in namespace["night"]._repr_html_()
     assert set(namespace["stored"]["id"]) >= {run.id}
 
 
@@ -149,3 +152,15 @@ def test_every_public_name_is_documented_with_an_example():
     for thing in public:
         doc = inspect.getdoc(thing) or ""
         assert "Example" in doc, f"{thing!r} has no example in its docstring"
+
+
+@pytest.mark.parametrize(("widgets", "plain"), [(True, False), (False, True)])
+def test_progress_in_a_notebook_is_rich_where_ipywidgets_can_host_it(monkeypatch, widgets, plain):
+    """rich draws live bars in Jupyter only through ipywidgets; without it, plain lines say the progress."""
+    import rich.console
+
+    from edgefarm.controller import console
+
+    monkeypatch.setattr(rich.console, "_is_jupyter", lambda: True)
+    monkeypatch.setattr(console, "_has_ipywidgets", lambda: widgets)
+    assert console.RunConsole()._plain is plain

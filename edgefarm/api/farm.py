@@ -29,6 +29,7 @@ from edgefarm.controller.results.frame import result_row
 from edgefarm.controller.results.store import ResultStore, RunSummary
 
 log = logging.getLogger(__name__)
+Shapes = Mapping[str, Sequence[int]] | Sequence[str]   # {"images": (1, 3, 640, 640)} or ["images:1x3x640x640"]
 LEASE_WAIT_S = 3600.0
 LOCAL = "local"
 
@@ -96,7 +97,7 @@ class Farm:
     # --- measuring ------------------------------------------------------------------------------
 
     def run(self, model: str | Path, *, device: str | None = None, recipes: Sequence[str] | None = None,
-            shapes: Mapping[str, Sequence[int]] | Sequence[str] | None = None, inputs: str | Path | None = None,
+            shapes: Shapes | None = None, inputs: str | Path | None = None,
             calib_data: str | Path | None = None, eval_data: str | Path | None = None,
             preprocess: str | None = None, measure: MeasureSettings | None = None, progress: bool = True,
             label: str | None = None) -> Run:
@@ -122,8 +123,9 @@ class Farm:
             return self._run(str(model), device, recipes, shapes, inputs, DataFiles(
                 _path(calib_data), _path(eval_data), preprocess), measure or MeasureSettings(), progress, label)
 
-    def _run(self, model: str, device: str | None, recipes: Sequence[str] | None, shapes, inputs,
-             data: DataFiles, measure: MeasureSettings, progress: bool, label: str | None) -> Run:
+    def _run(self, model: str, device: str | None, recipes: Sequence[str] | None, shapes: Shapes | None,
+             inputs: str | Path | None, data: DataFiles, measure: MeasureSettings, progress: bool,
+             label: str | None) -> Run:
         from edgefarm.controller.planning.input_plan import parse_shape_args
 
         recipes = tuple(recipes or [AS_IS if model.endswith(".tflite") else "fp32"])
@@ -330,7 +332,7 @@ def _write_reports(frame: pd.DataFrame, run_id: str, csv, html) -> tuple[Path | 
     return csv_path, html_path
 
 
-def _shape_args(shapes: Mapping[str, Sequence[int]] | Sequence[str] | None) -> list[str]:
+def _shape_args(shapes: Shapes | None) -> list[str]:
     if shapes is None:
         return []
     if isinstance(shapes, Mapping):

@@ -15,7 +15,7 @@ from edgefarm.controller.console import _cell
 from edgefarm.controller.nightly.run import VERDICT_OF_EXIT, NightlyReport
 from edgefarm.controller.planning.run_plan import JobFailure
 from edgefarm.controller.results.frame import result_row
-from edgefarm.controller.results.store import RunSummary, StoredResult, VariantRecord
+from edgefarm.controller.results.store import JobRecord, RunSummary, StoredResult, VariantRecord
 
 # The columns a run shows in a notebook; the full report's columns stay in `frame`.
 COMPACT = ("variant", "device", "backend", "latency_p50_ms", "latency_p99_ms", "fps", "size_bytes", "accuracy",
@@ -71,19 +71,14 @@ class ResultRecord:
 
     def row(self) -> dict:
         """This result as one row of the report (the columns of `run.frame`)."""
-        stored = StoredResult(_job(self), self.compressed, self.result, self.measured_at.timestamp())
-        return result_row(stored)
+        job = JobRecord(self.result.job_id, self.run_id, self.model, self.variant, self.device, self.backend,
+                        self.compressed.sha256)
+        return result_row(StoredResult(job, self.compressed, self.result, self.measured_at.timestamp()))
 
     def _repr_html_(self) -> str:
         row = self.row()
         return _table([{k: row.get(k) for k in ("model", *COMPACT, "latency_count", "provider")}],
                       caption=f"result of run {html.escape(self.run_id)}")
-
-
-def _job(r: ResultRecord):
-    from edgefarm.controller.results.store import JobRecord
-
-    return JobRecord(r.result.job_id, r.run_id, r.model, r.variant, r.device, r.backend, r.compressed.sha256)
 
 
 @dataclass(frozen=True)
