@@ -1,6 +1,7 @@
 """What a person sees while a run goes: rich progress bars and the summary table."""
 from __future__ import annotations
 
+import importlib.util
 import math
 import sys
 import time
@@ -15,13 +16,14 @@ from rich.table import Table
 class RunConsole:
     """Progress bars on stderr, so `--json` output on stdout stays machine-readable. Off a terminal
     (a CI log, `| tee`) bars would show nothing until the end, so progress prints as plain lines,
-    each bar at most every PLAIN_EVERY_S seconds and when it completes."""
+    each bar at most every PLAIN_EVERY_S seconds and when it completes. In a Jupyter notebook the
+    bars are rich's live widgets where ipywidgets is installed (rich needs it there), else plain lines."""
 
     PLAIN_EVERY_S = 10.0
 
     def __init__(self, quiet: bool = False, clock: Callable[[], float] = time.monotonic) -> None:
         self.err = Console(stderr=True, quiet=quiet)
-        self._plain = not self.err.is_terminal
+        self._plain = not (self.err.is_terminal or (self.err.is_jupyter and _has_ipywidgets()))
         self._clock = clock
         # Piped output (CI logs, `| tee`) would otherwise wrap the table at 80 columns.
         self.out = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 150)
@@ -68,6 +70,10 @@ class RunConsole:
 
     def note(self, text: str) -> None:
         self.err.print(text)
+
+
+def _has_ipywidgets() -> bool:
+    return importlib.util.find_spec("ipywidgets") is not None
 
 
 def summary_table(rows: list[dict]) -> Table:

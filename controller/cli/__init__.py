@@ -35,7 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
-    """Errors that mean "fix your input", printed as one line with exit code 2."""
+    """Errors that mean "fix your input", printed as one line with exit code 2: the Python API's typed
+    exceptions (run, report, runs, nightly and resume call the API), and the internal ones the other
+    subcommands raise directly."""
+    from edgefarm.api.errors import EdgefarmError
     from edgefarm.compressors.errors import CompressorError
     from edgefarm.controller.agents.client import AgentRejectedError, AgentUnreachableError
     from edgefarm.controller.agents.local_agent import LocalAgentError
@@ -49,7 +52,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from edgefarm.controller.results.store import StoreError
     from edgefarm.yaml_nodes import ConfigError
 
-    return (CliError, CompressorError, ConfigError, AgentUnreachableError, AgentRejectedError,
+    return (EdgefarmError, CliError, CompressorError, ConfigError, AgentUnreachableError, AgentRejectedError,
             LocalAgentError, StoreError, PlanError, LeaseError, BaselineError, MatrixPlanError, InputPlanError,
             CaError, SecurityError)
 

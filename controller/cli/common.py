@@ -1,40 +1,22 @@
-"""What every subcommand shares: where data lives, measuring flags, and user-facing errors."""
+"""What every subcommand shares: the storage and measuring flags, turned into the API's typed
+settings (edgefarm.api.config resolves and validates them), and user-facing errors."""
 from __future__ import annotations
 
 import argparse
-import os
-import re
 from pathlib import Path
 
-import platformdirs
-
+from edgefarm.api import config
+from edgefarm.api.config import default_cache_dir, default_db, results_db
+from edgefarm.api.errors import BadInputError
 from edgefarm.controller.planning.run_plan import MeasureSettings
 
-
-class CliError(Exception):
-    """A mistake the user can fix; printed as one line, exit code 2."""
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("EDGEFARM_CACHE_DIR") or platformdirs.user_cache_dir("edgefarm"))
+__all__ = ["CliError", "add_measure_flags", "add_storage_flags", "cache_dir", "db_path", "default_cache_dir",
+           "default_db", "farm", "leases_url", "measure_settings", "results_db"]
 
 
-def default_db() -> str:
-    from_env = os.environ.get("EDGEFARM_DB")
-    return results_db(from_env, "EDGEFARM_DB") if from_env else \
-        str(Path(platformdirs.user_data_dir("edgefarm")) / "results.sqlite")
-
-
-def results_db(value: str, where: str = "--db") -> str:
-    """A results database: a file path, sqlite:///path or postgresql://user@host/db. Any other URL is
-    refused: taken as a path, 'mysql://host/db' would quietly become a local SQLite file named 'mysql:/host/db'."""
-    from edgefarm.controller.results.store import StoreError, database_url
-
-    try:
-        database_url(value, where)
-    except StoreError as exc:
-        raise CliError(str(exc)) from None
-    return value
+class CliError(BadInputError):
+    """A mistake the user can fix; printed as one line, exit code 2. The API's BadInputError, so a
+    script calling the API and the CLI catch the same refusals."""
 
 
 def add_storage_flags(parser: argparse.ArgumentParser) -> None:
@@ -60,18 +42,18 @@ def add_measure_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def measure_settings(args: argparse.Namespace) -> MeasureSettings:
-    for name in ("warmup_seconds", "min_seconds", "timeout"):
-        # 0 is refused too: on the wire 0 means "unset", and the board would silently use its default.
-        if getattr(args, name) <= 0:
-            raise CliError(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)} "
-                           "(0 would make the board fall back to its own default)")
-    batch = 1 if args.batch_size is None else args.batch_size
-    if min(batch, args.min_iterations, args.streams) < 1 or args.max_iterations < args.min_iterations:
-        raise CliError("--batch-size, --streams and --min-iterations must be ≥ 1, "
-                       "and --max-iterations ≥ --min-iterations")
+    """The measuring flags as typed settings (the API validates them: edgefarm.api.config.check_measure)."""
     return MeasureSettings(warmup_seconds=args.warmup_seconds, min_seconds=args.min_seconds,
                            min_iterations=args.min_iterations, max_iterations=args.max_iterations,
                            batch_size=args.batch_size, timeout_seconds=args.timeout, streams=args.streams)
+
+
+def farm(args: argparse.Namespace, devices: Path | None = None):
+    """The API's Farm over the storage flags (and --leases where the subcommand has it)."""
+    from edgefarm.api import Farm
+
+    return Farm(devices, getattr(args, "db", None), cache_dir=getattr(args, "cache_dir", None),
+                leases=getattr(args, "leases", None))
 
 
 def cache_dir(args: argparse.Namespace) -> Path:
@@ -83,43 +65,5 @@ def db_path(args: argparse.Namespace) -> str:
 
 
 def leases_url(args: argparse.Namespace) -> str:
-    """The devices file's `leases:`, else --leases, else $EDGEFARM_LEASES, else beside the results: the
-    same PostgreSQL database, or a SQLite file next to the results file. A --leases or $EDGEFARM_LEASES
-    that differs from the file's is refused: two controllers on two lease databases double-book boards."""
-    from edgefarm.controller.leases import sqlite_url
-
-    explicit, flag = _explicit_leases(args)
-    declared, where = _declared_leases(args)
-    if declared and explicit and explicit != declared:
-        raise CliError(f"{where}: this farm's lease database is {_masked(declared)}, but {flag} gives "
-                       f"{_masked(explicit)}; drop {flag} (or change leases: in the devices file): boards "
-                       "leased in two databases get double-booked")
-    if declared or explicit:
-        return declared or explicit
-    db = db_path(args) if getattr(args, "db", None) else default_db()
-    if db.startswith(("postgresql://", "postgres://")):
-        return db
-    return sqlite_url(Path(db.removeprefix("sqlite:///")).with_name("leases.sqlite"))
-
-
-def _explicit_leases(args: argparse.Namespace) -> tuple[str, str]:
-    if getattr(args, "leases", None):
-        return args.leases, "--leases"
-    return os.environ.get("EDGEFARM_LEASES", ""), "$EDGEFARM_LEASES"
-
-
-def _declared_leases(args: argparse.Namespace) -> tuple[str, str]:
-    """(URL, file:line) of the devices file's `leases:`; ("", "") when it declares none or is absent."""
-    from edgefarm.controller.config.inventory import load_inventory
-    from edgefarm.controller.config.targets import DEFAULT_DEVICES_FILE
-
-    path = getattr(args, "devices", None) or DEFAULT_DEVICES_FILE
-    if not Path(path).is_file():
-        return "", ""
-    inventory = load_inventory(path)
-    return inventory.leases, inventory.leases_where
-
-
-def _masked(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    return re.sub(r"(//[^:/@]+):[^@/]*@", r"\1:***@", url)
+    """The devices file's leases:, --leases, $EDGEFARM_LEASES or beside the results (config.leases_url)."""
+    return config.leases_url(getattr(args, "leases", None), getattr(args, "db", None), getattr(args, "devices", None))

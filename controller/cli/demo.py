@@ -7,7 +7,6 @@ from pathlib import Path
 
 from edgefarm.controller.cli.common import add_measure_flags, add_storage_flags
 from edgefarm.controller.cli.run import run_and_report
-from edgefarm.controller.planning.run_plan import PhaseTimes, Target
 
 DEMO_MODEL = "digits-cnn"
 DEMO_RECIPES = ("fp32", "fp16", "int8-dynamic", "int8-static")
@@ -28,8 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
-    times = PhaseTimes()
-    code = run_and_report(DEMO_MODEL, DEMO_RECIPES, Target("local", None), args, command="demo", times=times)
+    timings: dict[str, float] = {}
+    code = run_and_report(args, DEMO_MODEL, DEMO_RECIPES, None, command="demo", timings=timings)
     if args.timings_json:
-        args.timings_json.write_text(json.dumps(times.seconds, indent=2))
+        args.timings_json.write_text(json.dumps(timings, indent=2))
     return code

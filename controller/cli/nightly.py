@@ -1,15 +1,14 @@
-"""edgefarm nightly / edgefarm resume: the matrix across the farm, with regression verdicts."""
+"""edgefarm nightly / edgefarm resume: the matrix across the farm, with regression verdicts.
+Parses the flags and calls the Python API (edgefarm.Farm.nightly / Farm.resume); prints what it returns."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from edgefarm.controller.cli.common import CliError, add_storage_flags, cache_dir, db_path, leases_url
+from edgefarm.api import NightlyOutcome
+from edgefarm.api.farm import LEASE_WAIT_S
+from edgefarm.controller.cli.common import add_storage_flags, farm
 from edgefarm.controller.console import RunConsole
-from edgefarm.controller.execution.farm import RetryPolicy
-from edgefarm.controller.execution.farm_run import FarmRun, FarmRunConfig
-from edgefarm.controller.nightly.run import KIND, NightlyReport, resume_night, run_nightly, stored_config
-from edgefarm.controller.results.store import ResultStore
 
 EXAMPLES = """examples:
   edgefarm nightly --matrix nightly.yaml --baseline last-good --out nightly-out
@@ -23,7 +22,6 @@ exit codes (nightly, and resume of a night):
   3  the night could not measure everything it planned (unreachable or quarantined boards,
      failed jobs, nothing to run); such a night never becomes the last-good baseline
 """
-LEASE_WAIT_S = 3600.0
 STATUS = {0: "ok", 1: "REGRESSION", 3: "INCOMPLETE: not everything planned was measured"}
 
 
@@ -55,31 +53,24 @@ def _farm_flags(p: argparse.ArgumentParser) -> None:
 
 
 def execute_nightly(args: argparse.Namespace) -> int:
-    config = FarmRunConfig(str(args.matrix.resolve()), str(args.devices.resolve()), leases_url(args),
-                           str(cache_dir(args).resolve()))
-    store, ui = ResultStore(db_path(args)), RunConsole()
-    policy = RetryPolicy(lease_wait_s=args.lease_wait)
-    return show_night(run_nightly(config, store, ui, args.baseline, args.out, policy), ui, args.out)
+    night = farm(args, args.devices).nightly(args.matrix, baseline=args.baseline, out=args.out,
+                                             lease_wait=args.lease_wait)
+    return show_night(night, RunConsole(), args.out)
 
 
-def show_night(report: NightlyReport, ui: RunConsole, out: Path) -> int:
-    for v in report.verdicts:
+def show_night(night: NightlyOutcome, ui: RunConsole, out: Path) -> int:
+    for v in night.verdicts:
         ui.out.print(f"{v.outcome.value:>12}  {v.key.label()}  {v.reason}", soft_wrap=True)
-    for u in report.unmeasured:
+    for u in night.unmeasured:
         ui.out.print(f"{'not measured':>12}  {u.label()}  {u.kind}: {u.reason}", soft_wrap=True)
-    ui.out.print(f"nightly {report.run_id} against {report.baseline or 'no baseline'}: {report.summary()}: "
-                 f"{STATUS[report.exit_code]}; reports in {out.resolve()}", soft_wrap=True)
-    return report.exit_code
+    ui.out.print(f"nightly {night.run_id} against {night.baseline or 'no baseline'}: {night.summary()}: "
+                 f"{STATUS[night.exit_code]}; reports in {out.resolve()}", soft_wrap=True)
+    return night.exit_code
 
 
 def execute_resume(args: argparse.Namespace) -> int:
-    store, ui = ResultStore(db_path(args)), RunConsole()
-    if not store.run_exists(args.run_id):
-        raise CliError(f"no run {args.run_id!r} in {store.path}; list runs with 'edgefarm runs'")
-    if store.run_kind(args.run_id) == KIND:
-        return show_night(resume_night(store, ui, args.run_id, args.out), ui, args.out)
-    config, _ = stored_config(store, args.run_id)
-    result = FarmRun(config, store, ui).resume(args.run_id)
-    ui.out.print(f"run {args.run_id}: {result.outcome.done} job(s) finished now, "
-                 f"{len(result.outcome.failed)} failed")
-    return 1 if result.outcome.failed else 0
+    resumed = farm(args).resume(args.run_id, out=args.out)
+    if isinstance(resumed, NightlyOutcome):
+        return show_night(resumed, RunConsole(), args.out)
+    RunConsole().out.print(f"run {args.run_id}: {resumed.finished} job(s) finished now, {resumed.failed} failed")
+    return resumed.exit_code

@@ -1,12 +1,10 @@
-"""edgefarm report: CSV and HTML for a stored run (reads the store, never measures)."""
+"""edgefarm report: CSV and HTML for a stored run (reads the store, never measures): Farm.report."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from edgefarm.controller.cli.common import CliError, add_storage_flags, db_path
-from edgefarm.controller.results.frame import results_frame
-from edgefarm.controller.results.store import ResultStore
+from edgefarm.controller.cli.common import add_storage_flags, farm
 
 EXAMPLES = """examples:
   edgefarm report latest --html report.html
@@ -25,17 +23,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
-    from edgefarm.controller.reports import write_csv, write_html
-
-    store = ResultStore(db_path(args))
-    run_id = store.latest_run() if args.run_id == "latest" else args.run_id
-    if run_id is None or not store.run_exists(run_id):
-        raise CliError(f"no run {args.run_id!r} in {store.path}; list runs with 'edgefarm runs' "
-                       "or pass --db for another database")
-    frame = results_frame(store, run_id)
-    if frame.empty:
-        raise CliError(f"run {run_id} has no stored results (every job failed or it was interrupted early)")
-    csv_path = write_csv(frame, args.csv or Path(f"report-{run_id}.csv"))
-    html_path = write_html(frame, args.html or Path(f"report-{run_id}.html"), title=f"edgefarm run {run_id}")
-    print(f"CSV report:  {csv_path.resolve()}\nHTML report: {html_path.resolve()}")
+    report = farm(args).report(args.run_id, csv=args.csv or True, html=args.html or True)
+    print(f"CSV report:  {report.csv.resolve()}\nHTML report: {report.html.resolve()}")
     return 0

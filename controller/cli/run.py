@@ -1,31 +1,16 @@
-"""edgefarm run: one model, some recipes, one board — the engineer-targeting-one-board path."""
+"""edgefarm run: one model, some recipes, one board — the engineer-targeting-one-board path.
+Parses the flags and calls the Python API (edgefarm.Farm.run); prints what it returns."""
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import time
 from pathlib import Path
 
-from edgefarm.controller.agents.client import AgentUnreachableError
-from edgefarm.controller.agents.security import SecurityError
-from edgefarm.controller.cli.common import (
-    CliError,
-    add_measure_flags,
-    add_storage_flags,
-    cache_dir,
-    db_path,
-    leases_url,
-    measure_settings,
-)
-from edgefarm.controller.config.targets import resolve_target
+from edgefarm.api import Run
+from edgefarm.controller.cli.common import add_measure_flags, add_storage_flags, farm, measure_settings
 from edgefarm.controller.console import RunConsole, fidelity_cell, inputs_cell, summary_table
-from edgefarm.controller.execution.single_run import RunExecutor
-from edgefarm.controller.leases import LeaseError
-from edgefarm.controller.planning.input_plan import parse_shape_args
-from edgefarm.controller.planning.job_inputs import AgentTooOldError
-from edgefarm.controller.planning.run_plan import AS_IS, PhaseTimes, RunOutcome, RunPlan, Target
-from edgefarm.controller.results.frame import results_frame
-from edgefarm.controller.results.store import ResultStore
 
 EXAMPLES = """examples:
   edgefarm run digits-cnn --local --recipe fp32 --recipe int8-static
@@ -74,103 +59,43 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
-    default = AS_IS if args.model.endswith(".tflite") else "fp32"
-    recipes = tuple(args.recipes or [default])
-    target = resolve_target(args.device, args.devices)
-    return run_and_report(args.model, recipes, target, args, command=f"run {args.model}")
+    return run_and_report(args, args.model, args.recipes, args.device, command=f"run {args.model}")
 
 
-REFUSALS = (LeaseError, AgentUnreachableError, AgentTooOldError, SecurityError)
-CAPS = {"max-iterations": "the --max-iterations cap", "max-seconds": "the max-seconds cap"}
-
-
-def run_and_report(model: str, recipes: tuple[str, ...], target: Target, args: argparse.Namespace,
-                   command: str, times: PhaseTimes | None = None) -> int:
-    if not model.endswith(".tflite"):
-        check_recipes(recipes)
-    plan = RunPlan(model, recipes, target, cache_dir(args), measure_settings(args),
-                   data_file(args, "calib_data"), data_file(args, "eval_data"),
-                   parse_shape_args(getattr(args, "shapes", [])), getattr(args, "inputs", None))
+def run_and_report(args: argparse.Namespace, model: str, recipes: list[str] | tuple[str, ...] | None,
+                   device: str | None, command: str, timings: dict[str, float] | None = None) -> int:
+    """The API's Farm.run with the flags as typed arguments; then the summary, warnings and failures.
+    `edgefarm demo` comes here too, without the flags for the user's own data."""
+    run = farm(args, getattr(args, "devices", None)).run(
+        model, device=device, recipes=recipes, shapes=getattr(args, "shapes", None),
+        inputs=getattr(args, "inputs", None), calib_data=getattr(args, "calib_data", None),
+        eval_data=getattr(args, "eval_data", None), preprocess=getattr(args, "preprocess", None),
+        measure=measure_settings(args), progress=not args.json, label=command)
     ui = RunConsole(quiet=args.json)
-    store = ResultStore(db_path(args))
-    times = times or PhaseTimes()
-    run_id = store.new_run(command)
-    leases = leases_url(args) if target.address else None  # the embedded local agent is this run's own
-    try:
-        with ui.live():
-            outcome = RunExecutor(store, ui, times, leases).execute(plan, run_id)
-    except REFUSALS:  # nothing was measured: the board was busy, unreachable or too old
-        store.finish_run(run_id, "refused")
-        raise
-    except BaseException:
-        store.finish_run(run_id, "failed")
-        raise
-    store.finish_run(run_id, "done" if not outcome.failures else "partial")
-    with times.phase("report"):
-        show(store, outcome, args, ui)
-    store.close()
-    return exit_code(outcome)
+    start = time.perf_counter()
+    show(run, args, ui)
+    if timings is not None:
+        timings.update(run.phase_seconds, report=time.perf_counter() - start)
+    return run.exit_code
 
 
-def data_file(args: argparse.Namespace, name: str) -> Path | None:
-    """--calib-data / --eval-data as an .npz: a folder of images is turned into one with --preprocess."""
-    from edgefarm.compressors.images import folder_to_npz, is_image_folder, parse_preprocess
-
-    path, flag = getattr(args, name, None), "--" + name.replace("_", "-")
-    if path is None or not is_image_folder(path):
-        return path
-    spec = getattr(args, "preprocess", None)
-    if spec is None:
-        raise CliError(f"{flag} {path} is a folder of images: say how to turn them into tensors with --preprocess, "
-                       'e.g. --preprocess "size=224x224,scale=1/255,layout=nchw,color=rgb"')
-    return folder_to_npz(path, parse_preprocess(spec), cache_dir(args), context=flag)
-
-
-def check_recipes(recipes: tuple[str, ...]) -> None:
-    """Named recipes and one-line chains ('structured-prune(0.5) -> finetune -> int8-static') are
-    validated before any training starts; a bad one raises the compressors' own clear error."""
-    from edgefarm.compressors.recipes import get_recipe
-
-    for recipe in recipes:
-        get_recipe(recipe)
-
-
-def show(store: ResultStore, outcome: RunOutcome, args: argparse.Namespace, ui: RunConsole) -> None:
-    frame = results_frame(store, outcome.run_id)
-    rows = frame.to_dict("records") if not frame.empty else []
+def show(run: Run, args: argparse.Namespace, ui: RunConsole) -> None:
+    rows = run.frame.to_dict("records") if not run.frame.empty else []
     if args.json:
-        ui.out.print_json(json.dumps({"run_id": outcome.run_id, "results": rows,
-                                      "failures": [f.__dict__ for f in outcome.failures]}, default=str))
+        ui.out.print_json(json.dumps({"run_id": run.id, "results": rows,
+                                      "failures": [f.__dict__ for f in run.failures]}, default=str))
     else:
         ui.out.print(summary_table([_summary_row(r) for r in rows]))
-        ui.out.print(f"run {outcome.run_id}: {outcome.results} result(s) stored in {store.path}")
-    for row in rows:
-        _warn_if_capped(row, args, ui)
-    for f in outcome.failures:
+        ui.out.print(f"run {run.id}: {len(run.results)} result(s) stored in {run.db}")
+    for warning in run.warnings:
+        ui.err.print(f"edgefarm: warning: {warning}", soft_wrap=True, markup=False, highlight=False)
+    for f in run.failures:
         # One line however long: scripts and CI logs grep for it, and wrapping would split the fix from the fault.
         ui.err.print(f"[red]edgefarm: {f.variant} on {f.device} failed ({f.kind}): {f.message}[/red]",
                      soft_wrap=True, markup=True, highlight=False)
     if args.out is not None and rows:
-        write_reports(frame, args.out, ui, title=f"edgefarm run {outcome.run_id}")
-
-
-def _warn_if_capped(row: dict, args: argparse.Namespace, ui: RunConsole) -> None:
-    """A cap that ended measuring before --min-seconds is never silent."""
-    if row.get("stopped_by") not in CAPS or row["measure_seconds"] >= args.min_seconds:
-        return
-    where, cap = f"{row['variant']} on {row['device']}", CAPS[row["stopped_by"]]
-    ui.err.print(f"edgefarm: warning: {where}: measuring stopped at {cap} after {row['measure_seconds']:.1f} s, "
-                 f"short of --min-seconds {args.min_seconds:g}; raise the cap for the full duration",
-                 soft_wrap=True, markup=False, highlight=False)
-
-
-def write_reports(frame, out: Path, ui: RunConsole, title: str) -> tuple[Path, Path]:
-    from edgefarm.controller.reports import write_csv, write_html
-
-    out.mkdir(parents=True, exist_ok=True)
-    csv_path, html_path = write_csv(frame, out / "report.csv"), write_html(frame, out / "report.html", title)
-    ui.out.print(f"CSV report:  {csv_path.resolve()}\nHTML report: {html_path.resolve()}")
-    return csv_path, html_path
+        report = farm(args).report(run.id, csv=args.out / "report.csv", html=args.out / "report.html")
+        ui.out.print(f"CSV report:  {report.csv.resolve()}\nHTML report: {report.html.resolve()}")
 
 
 def _summary_row(row: dict) -> dict:
@@ -179,10 +104,3 @@ def _summary_row(row: dict) -> dict:
             "accuracy_pct": acc * 100 if isinstance(acc, float) and not math.isnan(acc) else None,
             "device_accuracy_pct": dev_acc * 100 if isinstance(dev_acc, float) and not math.isnan(dev_acc) else None,
             "energy": energy}
-
-
-def exit_code(outcome: RunOutcome) -> int:
-    """2 when a job was refused as bad input (the user can fix it), 1 for other failures, else 0."""
-    if any(f.kind == "bad-input" for f in outcome.failures):
-        return 2
-    return 1 if outcome.failures else 0

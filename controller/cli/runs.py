@@ -1,11 +1,10 @@
-"""edgefarm runs: the stored runs, newest first (reads the store, never measures)."""
+"""edgefarm runs: the stored runs, newest first (reads the store, never measures): Farm.stored_runs."""
 from __future__ import annotations
 
 import argparse
 import json
 
-from edgefarm.controller.cli.common import add_storage_flags, db_path
-from edgefarm.controller.results.store import ResultStore
+from edgefarm.controller.cli.common import add_storage_flags, farm
 
 EXAMPLES = """examples:
   edgefarm runs
@@ -24,14 +23,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
-    store = ResultStore(db_path(args))
-    runs = store.run_summaries(max(args.limit, 1))
-    store.close()
+    listed = farm(args)
+    runs = listed.stored_runs(limit=max(args.limit, 1))
     if args.json:
         print(json.dumps([run.__dict__ for run in runs]))
         return 0
     if not runs:
-        print(f"no runs in {store.path}")
+        print(f"no runs in {listed.location}")
     for run in runs:
         verdict = f", verdict {run.verdict}" if run.verdict else ""
         resumable = run.status in ("abandoned", "interrupted") and run.kind != "run"   # a farm run keeps its plan

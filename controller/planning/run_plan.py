@@ -29,6 +29,13 @@ class Target:
 
 @dataclass(frozen=True)
 class MeasureSettings:
+    """How each job measures (edgefarm.Measure in the Python API): warm-up until both a count and a
+    time are met, then measuring until both a minimum count and a minimum duration are met, capped.
+
+    Example:
+        >>> edgefarm.Measure(warmup_seconds=0.05, min_seconds=0.2)   # a quick look; the default is >= 3 s
+    """
+
     warmup_iterations: int = 10
     warmup_seconds: float = 0.5
     min_iterations: int = 10
@@ -76,6 +83,13 @@ class PhaseTimes:
 
 @dataclass(frozen=True)
 class JobFailure:
+    """A job that did not measure: its variant, the device, the failure kind and the agent's message.
+
+    Example:
+        >>> [f"{f.variant} on {f.device}: {f.kind}" for f in run.failures]
+        ['int8-static on jetson-orin-01: backend-crash']
+    """
+
     variant: str
     device: str
     kind: str

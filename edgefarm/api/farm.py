@@ -1,0 +1,360 @@
+"""`edgefarm.Farm`: everything the CLI's run, report, runs, nightly and resume do, as Python calls
+that return DataFrames and typed records. The CLI parses its arguments and calls these; the calls
+run the one executor (RunExecutor / FarmRun / the nightly) and raise the API's typed exceptions."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pandas as pd
+from rich.text import Text
+
+from edgefarm.api.config import (
+    DataFiles,
+    check_measure,
+    default_cache_dir,
+    default_db,
+    leases_url,
+    results_db,
+    shown_location,
+)
+from edgefarm.api.errors import BadInputError, translated
+from edgefarm.api.results import NightlyOutcome, Report, ResultRecord, Resumed, Run, capped_warnings, runs_frame
+from edgefarm.controller.console import RunConsole
+from edgefarm.controller.planning.run_plan import AS_IS, MeasureSettings, PhaseTimes, RunOutcome, RunPlan, Target
+from edgefarm.controller.results.frame import result_row
+from edgefarm.controller.results.store import ResultStore, RunSummary
+
+log = logging.getLogger(__name__)
+Shapes = Mapping[str, Sequence[int]] | Sequence[str]   # {"images": (1, 3, 640, 640)} or ["images:1x3x640x640"]
+LEASE_WAIT_S = 3600.0
+LOCAL = "local"
+
+
+class _Console(RunConsole):
+    """Progress as the CLI shows it (rich bars in a terminal or notebook, plain lines in a log); with
+    progress off, nothing is printed and the run's notes go to logging instead."""
+
+    def __init__(self, progress: bool) -> None:
+        super().__init__(quiet=not progress)
+        self._shown = progress
+
+    def note(self, text: str) -> None:
+        if not self._shown:
+            log.info("%s", Text.from_markup(text).plain)
+        super().note(text)
+
+
+class Farm:
+    """A results store, a model cache and (optionally) a devices file: the handle every call goes
+    through. Opening a Farm touches nothing; each call opens the store, and closes it when done.
+
+    Example:
+        >>> import edgefarm
+        >>> farm = edgefarm.Farm(devices="devices.yaml", db="results.sqlite")
+        >>> run = farm.run("model.onnx", device="jetson-orin-01", recipes=["fp32", "int8-dynamic"])
+        >>> run.frame[["variant", "latency_p99_ms"]]
+
+    devices: the devices file (default ./devices.yaml, read when a device is named). db: a SQLite
+    file, sqlite:///path or postgresql://user@host/db (default $EDGEFARM_DB, else a file in the user
+    data dir). cache_dir: models and variants (default $EDGEFARM_CACHE_DIR, else the user cache dir).
+    leases: the lease database shared with the farm (default $EDGEFARM_LEASES, else beside the results).
+    """
+
+    def __init__(self, devices: str | Path | None = None, db: str | Path | None = None, *,
+                 cache_dir: str | Path | None = None, leases: str | None = None) -> None:
+        self.devices = Path(devices) if devices is not None else None
+        self.db = results_db(db) if db else default_db()
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self.leases = leases
+        self._local_only = False
+
+    @classmethod
+    def local(cls, db: str | Path | None = None, *, cache_dir: str | Path | None = None) -> Farm:
+        """A farm of one board: the embedded agent on 127.0.0.1, started for each run and stopped at
+        its end (what `edgefarm run --local` does), spoken to over real gRPC.
+
+        Example:
+            >>> farm = edgefarm.Farm.local(db="results.sqlite")
+            >>> farm.run("digits-cnn").frame["latency_p50_ms"]
+        """
+        farm = cls(None, db, cache_dir=cache_dir)
+        farm._local_only = True
+        return farm
+
+    @property
+    def location(self) -> str:
+        """Where the results are: the SQLite file, or the database URL without its password."""
+        return shown_location(self.db)
+
+    def __repr__(self) -> str:
+        where = "local" if self._local_only else str(self.devices or "devices.yaml")
+        return f"Farm(devices={where!r}, db={self.location!r}, cache_dir={str(self.cache_dir)!r})"
+
+    # --- measuring ------------------------------------------------------------------------------
+
+    def run(self, model: str | Path, *, device: str | None = None, recipes: Sequence[str] | None = None,
+            shapes: Shapes | None = None, inputs: str | Path | None = None,
+            calib_data: str | Path | None = None, eval_data: str | Path | None = None,
+            preprocess: str | None = None, measure: MeasureSettings | None = None, progress: bool = True,
+            label: str | None = None) -> Run:
+        """Compress `model` with each recipe and measure every variant on one board; returns the stored run.
+
+        model: a registry name (digits-cnn) or an .onnx / .tflite path. device: a name from the devices
+        file (None: the embedded local agent). recipes: default fp32 (a .tflite runs as is). shapes: the
+        exact shape of inputs with dynamic dims, {"images": (1, 3, 640, 640)} or ["images:1x3x640x640"].
+        inputs: an .npz of your tensors. calib_data / eval_data: an .npz, or a folder of images with
+        `preprocess` ("size=224x224,scale=1/255,layout=nchw,color=rgb"). measure: edgefarm.Measure(...).
+        progress: bars on stderr (rich in a terminal or notebook, plain lines in a log). label: the
+        command stored with the run (default "run MODEL").
+
+        Raises BadInputError (or a subclass: UnknownDeviceError, BadRecipeError, InputShapeError,
+        UnreachableDeviceError, DeviceBusyError) with the CLI's message; results stored before stay.
+
+        Example:
+            >>> run = farm.run("digits-cnn", recipes=["fp32", "int8-static"],
+            ...                measure=edgefarm.Measure(warmup_seconds=0.05, min_seconds=0.2))
+            >>> run.frame[["variant", "device", "latency_p99_ms", "size_bytes"]]
+        """
+        with translated():
+            return self._run(str(model), device, recipes, shapes, inputs, DataFiles(
+                _path(calib_data), _path(eval_data), preprocess), measure or MeasureSettings(), progress, label)
+
+    def _run(self, model: str, device: str | None, recipes: Sequence[str] | None, shapes: Shapes | None,
+             inputs: str | Path | None, data: DataFiles, measure: MeasureSettings, progress: bool,
+             label: str | None) -> Run:
+        from edgefarm.controller.planning.input_plan import parse_shape_args
+
+        recipes = tuple(recipes or [AS_IS if model.endswith(".tflite") else "fp32"])
+        target = self._target(device)
+        if not model.endswith(".tflite"):
+            check_recipes(recipes)
+        check_measure(measure)
+        calib, evaluate = data.as_npz(self.cache_dir)
+        plan = RunPlan(model, recipes, target, self.cache_dir, measure, calib, evaluate,
+                       parse_shape_args(_shape_args(shapes)), _path(inputs))
+        with self._store() as store:
+            times, run_id = PhaseTimes(), store.new_run(label or f"run {model}")
+            outcome = self._execute(store, plan, run_id, times, progress)
+            return self._finished(store, outcome, times, measure)
+
+    def _execute(self, store: ResultStore, plan: RunPlan, run_id: str, times: PhaseTimes,
+                 progress: bool) -> RunOutcome:
+        from edgefarm.controller.agents.client import AgentUnreachableError
+        from edgefarm.controller.agents.security import SecurityError
+        from edgefarm.controller.execution.single_run import RunExecutor
+        from edgefarm.controller.leases import LeaseError
+        from edgefarm.controller.planning.job_inputs import AgentTooOldError
+
+        ui = _Console(progress)
+        leases = self._leases_url() if plan.target.address else None  # the embedded agent is this run's own
+        try:
+            with ui.live():
+                outcome = RunExecutor(store, ui, times, leases).execute(plan, run_id)
+        except (LeaseError, AgentUnreachableError, AgentTooOldError, SecurityError):  # nothing measured: busy,
+            # unreachable, too old, or not dialled as declared
+            store.finish_run(run_id, "refused")
+            raise
+        except BaseException:
+            store.finish_run(run_id, "failed")
+            raise
+        store.finish_run(run_id, "done" if not outcome.failures else "partial")
+        return outcome
+
+    def _finished(self, store: ResultStore, outcome: RunOutcome, times: PhaseTimes, measure: MeasureSettings) -> Run:
+        run = _load(store, outcome.run_id, outcome.failures)
+        warnings = capped_warnings(run.frame, measure.min_seconds)
+        for warning in warnings:
+            log.info("%s", warning)
+        return Run(run.id, run.db, run.frame, run.results, outcome.failures, warnings, dict(times.seconds),
+                   outcome.bytes_uploaded)
+
+    def _target(self, device: str | None) -> Target:
+        from edgefarm.controller.config.targets import resolve_target
+
+        if self._local_only and device not in (None, LOCAL):
+            raise BadInputError(f"Farm.local() measures on its embedded agent only; for device {device!r} "
+                                "use edgefarm.Farm(devices='devices.yaml')")
+        return resolve_target(None if self._local_only else device, self.devices)
+
+    # --- reading the store ----------------------------------------------------------------------
+
+    def get_run(self, run_id: str = "latest") -> Run:
+        """A stored run as `Farm.run` returns it: its frame, typed results and failed jobs.
+
+        Example:
+            >>> farm.get_run("latest").frame[["variant", "latency_p50_ms"]]
+        """
+        with translated(), self._store() as store:
+            return _load(store, self._resolve(store, run_id))
+
+    def report(self, run_id: str = "latest", *, csv: str | Path | bool | None = None,
+               html: str | Path | bool | None = None) -> Report:
+        """Write a stored run's CSV and/or self-contained HTML report (reads the store, never measures).
+        True for either writes report-RUN_ID.csv / .html; None writes nothing and returns the frame.
+
+        Example:
+            >>> farm.report(run.id, html="report.html").html
+            PosixPath('report.html')
+        """
+        with translated(), self._store() as store:
+            run_id = self._resolve(store, run_id)
+            frame = pd.DataFrame([result_row(r) for r in store.results(run_id)])
+            if frame.empty and (csv or html):
+                raise BadInputError(f"run {run_id} has no stored results (every job failed or it was "
+                                    "interrupted early)")
+            return Report(run_id, frame, *_write_reports(frame, run_id, csv, html))
+
+    def stored_runs(self, *, since: str | date | datetime | float | None = None,
+                    limit: int | None = 20) -> tuple[RunSummary, ...]:
+        """The stored runs, newest first, as typed records (what `edgefarm runs --json` prints).
+
+        Example:
+            >>> [r.status for r in farm.stored_runs(limit=3)]
+            ['done', 'done', 'partial']
+        """
+        with translated():
+            start = _timestamp(since)
+        with translated(), self._store() as store:
+            runs = [r for r in store.run_summaries(None if start is not None else limit)
+                    if start is None or r.created_at >= start]
+        return tuple(runs[:limit] if limit is not None else runs)
+
+    def runs(self, *, since: str | date | datetime | float | None = None, limit: int | None = 20) -> pd.DataFrame:
+        """The stored runs, newest first, as a DataFrame: id, created_at (UTC), command, kind, status,
+        verdict, results, failures. since: a date or time ("2026-11-01", a datetime, a Unix time).
+
+        Example:
+            >>> farm.runs(since="2026-11-01")[["id", "status", "results"]]
+        """
+        return runs_frame(self.stored_runs(since=since, limit=limit))
+
+    # --- the farm -------------------------------------------------------------------------------
+
+    def nightly(self, matrix: str | Path, *, baseline: str = "last-good", out: str | Path = "nightly-out",
+                lease_wait: float = LEASE_WAIT_S, progress: bool = True) -> NightlyOutcome:
+        """Run the matrix over the devices file's boards and judge every benchmark against the
+        baseline night on raw samples; writes report.csv, report.html and junit.xml to `out`.
+        exit_code: 0 good, 1 confirmed regression, 3 not everything planned was measured.
+
+        Example:
+            >>> night = farm.nightly("nightly.yaml", out="nightly-out")
+            >>> night.frame[["recipe", "device", "verdict", "why"]]
+        """
+        from edgefarm.controller.execution.farm import RetryPolicy
+        from edgefarm.controller.execution.farm_run import FarmRunConfig
+        from edgefarm.controller.nightly.run import run_nightly
+
+        with translated():
+            devices = self.devices or Path("devices.yaml")
+            config = FarmRunConfig(str(Path(matrix).resolve()), str(devices.resolve()), self._leases_url(),
+                                   str(self.cache_dir.resolve()))
+            with self._store() as store:
+                report = run_nightly(config, store, _Console(progress), baseline, Path(out),
+                                     RetryPolicy(lease_wait_s=lease_wait))
+            return NightlyOutcome.of(report, Path(out))
+
+    def resume(self, run_id: str, *, out: str | Path = "nightly-out",
+               progress: bool = True) -> NightlyOutcome | Resumed:
+        """Finish an interrupted farm run without redoing the jobs already done. A night ends exactly
+        as an uninterrupted one (verdicts, reports, JUnit in `out`); any other farm run says how many
+        jobs finished now.
+
+        Example:
+            >>> farm.resume("20261124-020000-ab12cd").exit_code
+            0
+        """
+        from edgefarm.controller.execution.farm_run import FarmRun
+        from edgefarm.controller.nightly.run import KIND, resume_night, stored_config
+
+        with translated(), self._store() as store:
+            if not store.run_exists(run_id):
+                raise BadInputError(f"no run {run_id!r} in {store.path}; list runs with 'edgefarm runs'")
+            ui = _Console(progress)
+            if store.run_kind(run_id) == KIND:
+                return NightlyOutcome.of(resume_night(store, ui, run_id, Path(out)), Path(out))
+            config, _ = stored_config(store, run_id)
+            result = FarmRun(config, store, ui).resume(run_id)
+            return Resumed(run_id, result.outcome.done, len(result.outcome.failed))
+
+    # --- plumbing -------------------------------------------------------------------------------
+
+    @contextmanager
+    def _store(self) -> Iterator[ResultStore]:
+        store = ResultStore(self.db)
+        try:
+            yield store
+        finally:
+            store.close()
+
+    def _leases_url(self) -> str:
+        return leases_url(self.leases, self.db, self.devices)
+
+    @staticmethod
+    def _resolve(store: ResultStore, run_id: str) -> str:
+        resolved = store.latest_run() if run_id == "latest" else run_id
+        if resolved is None or not store.run_exists(resolved):
+            raise BadInputError(f"no run {run_id!r} in {store.path}; list runs with 'edgefarm runs' "
+                                "or pass --db for another database")
+        return resolved
+
+
+def check_recipes(recipes: Sequence[str]) -> None:
+    """Named recipes and one-line chains ('structured-prune(0.5) -> finetune -> int8-static') are
+    validated before any training starts; a bad one raises the compressors' own clear error."""
+    from edgefarm.compressors.recipes import get_recipe
+
+    for recipe in recipes:
+        get_recipe(recipe)
+
+
+def _load(store: ResultStore, run_id: str, failures: tuple | None = None) -> Run:
+    from edgefarm.controller.planning.run_plan import JobFailure
+
+    stored = store.results(run_id)
+    if failures is None:
+        failures = tuple(JobFailure(job.variant, job.device, kind, message)
+                         for job, kind, message in store.failures(run_id))
+    return Run(run_id, store.path, pd.DataFrame([result_row(r) for r in stored]),
+               tuple(ResultRecord.from_stored(r) for r in stored), failures)
+
+
+def _write_reports(frame: pd.DataFrame, run_id: str, csv, html) -> tuple[Path | None, Path | None]:
+    from edgefarm.controller.reports import write_csv, write_html
+
+    csv_path = Path(f"report-{run_id}.csv") if csv is True else _path(csv or None)
+    html_path = Path(f"report-{run_id}.html") if html is True else _path(html or None)
+    if csv_path is not None:
+        csv_path = write_csv(frame, csv_path)
+    if html_path is not None:
+        html_path = write_html(frame, html_path, title=f"edgefarm run {run_id}")
+    return csv_path, html_path
+
+
+def _shape_args(shapes: Shapes | None) -> list[str]:
+    if shapes is None:
+        return []
+    if isinstance(shapes, Mapping):
+        return [f"{name}:{'x'.join(str(d) for d in dims)}" for name, dims in shapes.items()]
+    return [shapes] if isinstance(shapes, str) else list(shapes)
+
+
+def _path(value: str | Path | None) -> Path | None:
+    return Path(value) if value is not None else None
+
+
+def _timestamp(since: str | date | datetime | float | None) -> float | None:
+    if since is None or isinstance(since, int | float):
+        return since
+    if isinstance(since, str):
+        try:
+            since = datetime.fromisoformat(since)
+        except ValueError:
+            raise BadInputError(f"since={since!r} is not a date or time; e.g. '2026-11-01' or "
+                                "'2026-11-01T20:00'") from None
+    if not isinstance(since, datetime):
+        since = datetime(since.year, since.month, since.day)
+    return (since if since.tzinfo else since.replace(tzinfo=UTC)).timestamp()
