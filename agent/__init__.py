@@ -7,5 +7,6 @@ from edgefarm import __version__
 
 __all__ = ["PROTOCOL_VERSION", "__version__"]
 # edgefarm.v1.MINOR: a minor adds fields old agents would silently ignore (v1.1: input shapes,
-# input data and fidelity), so the controller refuses such jobs for an older agent.
-PROTOCOL_VERSION = "edgefarm.v1.1"
+# input data and fidelity; v1.2: the separate profiling pass), so the controller refuses such jobs for an
+# older agent.
+PROTOCOL_VERSION = "edgefarm.v1.2"

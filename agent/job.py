@@ -17,7 +17,16 @@ from edgefarm.agent.fidelity import compare_all, top1_hits
 from edgefarm.agent.fingerprint import collect_fingerprint
 from edgefarm.agent.inputs import Feeds, describe_inputs, load_feeds, load_fidelity_set, synthetic_feeds
 from edgefarm.agent.measure import Measurement, MeasurePolicy, WarmupPolicy, measure, measure_streams, warm_up
-from edgefarm.agent.pb import failure_event, fidelity_to_pb, fingerprint_to_pb, power_to_pb, progress_event, stats_to_pb
+from edgefarm.agent.pb import (
+    failure_event,
+    fidelity_to_pb,
+    fingerprint_to_pb,
+    layer_profile_to_pb,
+    power_to_pb,
+    progress_event,
+    stats_to_pb,
+)
+from edgefarm.agent.profiling import ProfileFormatError, ProfileSettings, run_profile
 from edgefarm.agent.sensors import probe
 from edgefarm.agent.sensors.monitor import PowerMonitor, PowerSummary
 from edgefarm.agent.shapes import Shape, run_shape
@@ -45,6 +54,8 @@ class Job:
             self.emit(pb.BenchmarkEvent(result=self._run()))
         except (BadInputError, BackendUnavailableError, UnknownBackendError) as exc:
             self.emit(failure_event(pb.Failure.BAD_INPUT, str(exc)))
+        except ProfileFormatError as exc:  # the board wrote a profile it cannot read: not the model's fault
+            self.emit(failure_event(pb.Failure.INFRASTRUCTURE, str(exc)))
         except ImportError as exc:
             self.emit(failure_event(pb.Failure.BAD_INPUT,
                                     f"backend {self.spec.backend!r} is not installed on this agent: {exc}"))
@@ -65,6 +76,7 @@ class Job:
                 _record_inputs(result, engine, samples, source)
                 self._accuracy(engine, result)
                 self._fidelity(engine, result)
+                self._profile(engine, samples[0], result)  # after the headline: never timed with it
             finally:
                 for e in [engine, *extra]:
                     e.close()
@@ -168,6 +180,15 @@ class Job:
             result.fidelity_unavailable_reason = f"the board could not compare its outputs: {_first_line(exc)}"
             return
         result.fidelity.extend(fidelity_to_pb(f) for f in found)
+
+    def _profile(self, engine: Engine, feeds: Feeds, result: pb.Result) -> None:
+        """The separate profiling pass (capped iterations), when the job asks for one."""
+        if not self.spec.profile:
+            return
+        self.emit(progress_event("profile", 0.0))
+        settings = ProfileSettings.from_spec(self.spec.profile_iterations, self.spec.benchmark_model_path)
+        found = run_profile(self.spec.backend, engine, self.artifact_path, self.options, feeds, settings)
+        result.layer_profile.CopyFrom(layer_profile_to_pb(found))
 
 
 def _same_count(outputs: list[list[np.ndarray]], names: list[str]) -> list[list[np.ndarray]]:

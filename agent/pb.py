@@ -5,6 +5,7 @@ from typing import Sequence
 
 from edgefarm.agent.fidelity import OutputFidelity
 from edgefarm.agent.fingerprint import EnvironmentFingerprint, throttled_between
+from edgefarm.agent.profiling.records import LayerProfile
 from edgefarm.agent.sensors.monitor import PowerSummary
 from edgefarm.agent.stats import LatencyStats
 from edgefarm.protos import agent_pb2 as pb
@@ -50,3 +51,15 @@ def fidelity_to_pb(f: OutputFidelity) -> pb.OutputFidelity:
     return pb.OutputFidelity(name=f.name, cosine=f.cosine, snr_db=f.snr_db, max_abs_error=f.max_abs_error,
                              classifier=f.classifier, top1_agreement=f.top1_agreement,
                              top5_agreement=f.top5_agreement, samples=f.samples)
+
+
+def layer_profile_to_pb(p: LayerProfile) -> pb.LayerProfile:
+    rows = [pb.LayerRow(name=r.name, op_type=r.op_type, op_family=r.op_family, placement=r.placement,
+                        precision=r.precision, is_glue=r.is_glue, count=r.count, timed=r.timed,
+                        median_us=r.median_us, p90_us=r.p90_us, output_shapes=list(r.output_shapes),
+                        source_nodes=list(r.source_nodes)) for r in p.layers]
+    return pb.LayerProfile(available=p.available, unavailable_reason=p.unavailable_reason, profiler=p.profiler,
+                           iterations=p.iterations, dropped_iterations=p.dropped_iterations, layers=rows,
+                           timing_unavailable_reason=p.timing_unavailable_reason,
+                           placement_source=p.placement_source, notes=p.notes,
+                           profiled_median_us=p.profiled_median_us)

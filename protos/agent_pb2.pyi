@@ -103,7 +103,7 @@ class MeasurePolicy(_message.Message):
     def __init__(self, min_iterations: _Optional[int] = ..., min_seconds: _Optional[float] = ..., max_iterations: _Optional[int] = ..., max_seconds: _Optional[float] = ...) -> None: ...
 
 class BenchmarkSpec(_message.Message):
-    __slots__ = ("job_id", "artifact_sha256", "backend", "threads", "execution_provider", "delegate", "precision", "batch_size", "warmup", "measure", "timeout_seconds", "eval_artifact_sha256", "seed", "streams", "dla_core", "sparsity", "cuda_graph", "input_shapes", "inputs_artifact_sha256", "fidelity_artifact_sha256")
+    __slots__ = ("job_id", "artifact_sha256", "backend", "threads", "execution_provider", "delegate", "precision", "batch_size", "warmup", "measure", "timeout_seconds", "eval_artifact_sha256", "seed", "streams", "dla_core", "sparsity", "cuda_graph", "input_shapes", "inputs_artifact_sha256", "fidelity_artifact_sha256", "profile", "profile_iterations", "benchmark_model_path")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     ARTIFACT_SHA256_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
@@ -124,6 +124,9 @@ class BenchmarkSpec(_message.Message):
     INPUT_SHAPES_FIELD_NUMBER: _ClassVar[int]
     INPUTS_ARTIFACT_SHA256_FIELD_NUMBER: _ClassVar[int]
     FIDELITY_ARTIFACT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_ITERATIONS_FIELD_NUMBER: _ClassVar[int]
+    BENCHMARK_MODEL_PATH_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     artifact_sha256: str
     backend: str
@@ -144,7 +147,10 @@ class BenchmarkSpec(_message.Message):
     input_shapes: _containers.RepeatedCompositeFieldContainer[InputShape]
     inputs_artifact_sha256: str
     fidelity_artifact_sha256: str
-    def __init__(self, job_id: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., backend: _Optional[str] = ..., threads: _Optional[int] = ..., execution_provider: _Optional[str] = ..., delegate: _Optional[str] = ..., precision: _Optional[str] = ..., batch_size: _Optional[int] = ..., warmup: _Optional[_Union[WarmupPolicy, _Mapping]] = ..., measure: _Optional[_Union[MeasurePolicy, _Mapping]] = ..., timeout_seconds: _Optional[float] = ..., eval_artifact_sha256: _Optional[str] = ..., seed: _Optional[int] = ..., streams: _Optional[int] = ..., dla_core: _Optional[int] = ..., sparsity: bool = ..., cuda_graph: bool = ..., input_shapes: _Optional[_Iterable[_Union[InputShape, _Mapping]]] = ..., inputs_artifact_sha256: _Optional[str] = ..., fidelity_artifact_sha256: _Optional[str] = ...) -> None: ...
+    profile: bool
+    profile_iterations: int
+    benchmark_model_path: str
+    def __init__(self, job_id: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., backend: _Optional[str] = ..., threads: _Optional[int] = ..., execution_provider: _Optional[str] = ..., delegate: _Optional[str] = ..., precision: _Optional[str] = ..., batch_size: _Optional[int] = ..., warmup: _Optional[_Union[WarmupPolicy, _Mapping]] = ..., measure: _Optional[_Union[MeasurePolicy, _Mapping]] = ..., timeout_seconds: _Optional[float] = ..., eval_artifact_sha256: _Optional[str] = ..., seed: _Optional[int] = ..., streams: _Optional[int] = ..., dla_core: _Optional[int] = ..., sparsity: bool = ..., cuda_graph: bool = ..., input_shapes: _Optional[_Iterable[_Union[InputShape, _Mapping]]] = ..., inputs_artifact_sha256: _Optional[str] = ..., fidelity_artifact_sha256: _Optional[str] = ..., profile: bool = ..., profile_iterations: _Optional[int] = ..., benchmark_model_path: _Optional[str] = ...) -> None: ...
 
 class InputShape(_message.Message):
     __slots__ = ("name", "dims")
@@ -272,7 +278,7 @@ class EnvironmentFingerprint(_message.Message):
     def __init__(self, cpu_governor: _Optional[str] = ..., cpu_cur_freq_khz: _Optional[int] = ..., cpu_max_freq_khz: _Optional[int] = ..., nvpmodel_mode: _Optional[str] = ..., jetson_clocks: _Optional[str] = ..., temps_start_c: _Optional[_Mapping[str, float]] = ..., temps_end_c: _Optional[_Mapping[str, float]] = ..., throttled: bool = ..., throttle_flags: _Optional[_Iterable[str]] = ..., versions: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Result(_message.Message):
-    __slots__ = ("job_id", "backend", "provider", "samples_ns", "latency", "compute_separable", "compute_samples_ns", "compute_latency", "fps", "load_ms", "first_inference_ms", "peak_rss_bytes", "measure_seconds", "warmup_iterations", "batch_size", "device", "power", "environment", "accuracy_available", "accuracy", "streams", "engine_build_ms", "engine_cache_hit", "input_shapes", "input_source", "input_samples", "fidelity", "fidelity_unavailable_reason", "stopped_by")
+    __slots__ = ("job_id", "backend", "provider", "samples_ns", "latency", "compute_separable", "compute_samples_ns", "compute_latency", "fps", "load_ms", "first_inference_ms", "peak_rss_bytes", "measure_seconds", "warmup_iterations", "batch_size", "device", "power", "environment", "accuracy_available", "accuracy", "streams", "engine_build_ms", "engine_cache_hit", "input_shapes", "input_source", "input_samples", "fidelity", "fidelity_unavailable_reason", "stopped_by", "layer_profile")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
@@ -302,6 +308,7 @@ class Result(_message.Message):
     FIDELITY_FIELD_NUMBER: _ClassVar[int]
     FIDELITY_UNAVAILABLE_REASON_FIELD_NUMBER: _ClassVar[int]
     STOPPED_BY_FIELD_NUMBER: _ClassVar[int]
+    LAYER_PROFILE_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     backend: str
     provider: str
@@ -331,7 +338,60 @@ class Result(_message.Message):
     fidelity: _containers.RepeatedCompositeFieldContainer[OutputFidelity]
     fidelity_unavailable_reason: str
     stopped_by: str
-    def __init__(self, job_id: _Optional[str] = ..., backend: _Optional[str] = ..., provider: _Optional[str] = ..., samples_ns: _Optional[_Iterable[int]] = ..., latency: _Optional[_Union[LatencyStats, _Mapping]] = ..., compute_separable: bool = ..., compute_samples_ns: _Optional[_Iterable[int]] = ..., compute_latency: _Optional[_Union[LatencyStats, _Mapping]] = ..., fps: _Optional[float] = ..., load_ms: _Optional[float] = ..., first_inference_ms: _Optional[float] = ..., peak_rss_bytes: _Optional[int] = ..., measure_seconds: _Optional[float] = ..., warmup_iterations: _Optional[int] = ..., batch_size: _Optional[int] = ..., device: _Optional[_Union[DeviceInfo, _Mapping]] = ..., power: _Optional[_Union[PowerSummary, _Mapping]] = ..., environment: _Optional[_Union[EnvironmentFingerprint, _Mapping]] = ..., accuracy_available: bool = ..., accuracy: _Optional[float] = ..., streams: _Optional[int] = ..., engine_build_ms: _Optional[float] = ..., engine_cache_hit: bool = ..., input_shapes: _Optional[_Iterable[_Union[InputShape, _Mapping]]] = ..., input_source: _Optional[str] = ..., input_samples: _Optional[int] = ..., fidelity: _Optional[_Iterable[_Union[OutputFidelity, _Mapping]]] = ..., fidelity_unavailable_reason: _Optional[str] = ..., stopped_by: _Optional[str] = ...) -> None: ...
+    layer_profile: LayerProfile
+    def __init__(self, job_id: _Optional[str] = ..., backend: _Optional[str] = ..., provider: _Optional[str] = ..., samples_ns: _Optional[_Iterable[int]] = ..., latency: _Optional[_Union[LatencyStats, _Mapping]] = ..., compute_separable: bool = ..., compute_samples_ns: _Optional[_Iterable[int]] = ..., compute_latency: _Optional[_Union[LatencyStats, _Mapping]] = ..., fps: _Optional[float] = ..., load_ms: _Optional[float] = ..., first_inference_ms: _Optional[float] = ..., peak_rss_bytes: _Optional[int] = ..., measure_seconds: _Optional[float] = ..., warmup_iterations: _Optional[int] = ..., batch_size: _Optional[int] = ..., device: _Optional[_Union[DeviceInfo, _Mapping]] = ..., power: _Optional[_Union[PowerSummary, _Mapping]] = ..., environment: _Optional[_Union[EnvironmentFingerprint, _Mapping]] = ..., accuracy_available: bool = ..., accuracy: _Optional[float] = ..., streams: _Optional[int] = ..., engine_build_ms: _Optional[float] = ..., engine_cache_hit: bool = ..., input_shapes: _Optional[_Iterable[_Union[InputShape, _Mapping]]] = ..., input_source: _Optional[str] = ..., input_samples: _Optional[int] = ..., fidelity: _Optional[_Iterable[_Union[OutputFidelity, _Mapping]]] = ..., fidelity_unavailable_reason: _Optional[str] = ..., stopped_by: _Optional[str] = ..., layer_profile: _Optional[_Union[LayerProfile, _Mapping]] = ...) -> None: ...
+
+class LayerRow(_message.Message):
+    __slots__ = ("name", "op_type", "op_family", "placement", "precision", "is_glue", "count", "timed", "median_us", "p90_us", "output_shapes", "source_nodes")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    OP_TYPE_FIELD_NUMBER: _ClassVar[int]
+    OP_FAMILY_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENT_FIELD_NUMBER: _ClassVar[int]
+    PRECISION_FIELD_NUMBER: _ClassVar[int]
+    IS_GLUE_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    TIMED_FIELD_NUMBER: _ClassVar[int]
+    MEDIAN_US_FIELD_NUMBER: _ClassVar[int]
+    P90_US_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_SHAPES_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_NODES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    op_type: str
+    op_family: str
+    placement: str
+    precision: str
+    is_glue: bool
+    count: int
+    timed: bool
+    median_us: float
+    p90_us: float
+    output_shapes: _containers.RepeatedScalarFieldContainer[str]
+    source_nodes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., op_type: _Optional[str] = ..., op_family: _Optional[str] = ..., placement: _Optional[str] = ..., precision: _Optional[str] = ..., is_glue: bool = ..., count: _Optional[int] = ..., timed: bool = ..., median_us: _Optional[float] = ..., p90_us: _Optional[float] = ..., output_shapes: _Optional[_Iterable[str]] = ..., source_nodes: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class LayerProfile(_message.Message):
+    __slots__ = ("available", "unavailable_reason", "profiler", "iterations", "dropped_iterations", "layers", "timing_unavailable_reason", "placement_source", "notes", "profiled_median_us")
+    AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    UNAVAILABLE_REASON_FIELD_NUMBER: _ClassVar[int]
+    PROFILER_FIELD_NUMBER: _ClassVar[int]
+    ITERATIONS_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_ITERATIONS_FIELD_NUMBER: _ClassVar[int]
+    LAYERS_FIELD_NUMBER: _ClassVar[int]
+    TIMING_UNAVAILABLE_REASON_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENT_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    NOTES_FIELD_NUMBER: _ClassVar[int]
+    PROFILED_MEDIAN_US_FIELD_NUMBER: _ClassVar[int]
+    available: bool
+    unavailable_reason: str
+    profiler: str
+    iterations: int
+    dropped_iterations: int
+    layers: _containers.RepeatedCompositeFieldContainer[LayerRow]
+    timing_unavailable_reason: str
+    placement_source: str
+    notes: str
+    profiled_median_us: float
+    def __init__(self, available: bool = ..., unavailable_reason: _Optional[str] = ..., profiler: _Optional[str] = ..., iterations: _Optional[int] = ..., dropped_iterations: _Optional[int] = ..., layers: _Optional[_Iterable[_Union[LayerRow, _Mapping]]] = ..., timing_unavailable_reason: _Optional[str] = ..., placement_source: _Optional[str] = ..., notes: _Optional[str] = ..., profiled_median_us: _Optional[float] = ...) -> None: ...
 
 class Failure(_message.Message):
     __slots__ = ("kind", "message")

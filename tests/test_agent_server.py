@@ -63,7 +63,7 @@ def test_describe_reports_this_machine(agent):
     info = agent[1].describe()
     assert info.cpu_cores == os.cpu_count()
     assert info.ram_bytes > 1 << 30
-    assert info.protocol_version == "edgefarm.v1.1"
+    assert info.protocol_version == "edgefarm.v1.2"
     ort = [r for r in info.runtimes if r.name == "onnxruntime"]
     assert ort and "CPUExecutionProvider" in ort[0].providers
 

@@ -358,6 +358,11 @@ class LiteRTEngine:
         # loop cycles through a job's samples and must not re-check them on every call.
         self._checked: dict[int, dict[str, np.ndarray]] = {}
 
+    @property
+    def interpreter(self) -> Any:
+        """The loaded interpreter, delegates applied: the profiling pass reads its placement."""
+        return self._interpreter
+
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Quantize, invoke, dequantize: all inside the host time, as an application pays it.
         Feeds are checked (and dynamic shapes fitted) once per feeds dict, not on every call,

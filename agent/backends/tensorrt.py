@@ -329,6 +329,8 @@ def _parse(parser: Any, path: str) -> None:
 
 
 def _configure(trt: Any, builder: Any, config: Any, plan: BuildPlan) -> None:
+    if hasattr(trt, "ProfilingVerbosity"):  # TensorRT 8.2+: the inspector then gives tactics, formats, ONNX names
+        config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
     for flag in plan.builder_flags:
         config.set_flag(getattr(trt.BuilderFlag, flag))
     if not has_memory_pools(trt.__version__):
@@ -474,6 +476,8 @@ class TensorRTEngine:
     def __init__(self, trt: Any, cuda: CudaDevice, loaded: _Loaded, plan: BuildPlan) -> None:
         self._cuda, self._runtime, self._engine = cuda, loaded.runtime, loaded.engine
         self._context = loaded.engine.create_execution_context()
+        # read by the profiling pass (agent/profiling/tensorrt.py), after the headline measurement
+        self.trt_engine, self.trt_context = loaded.engine, self._context
         io_class = _TensorAddressIo if io_api(trt.__version__) == IO_TENSOR_ADDRESS else _BindingIo
         self._io = io_class(trt, loaded.engine, self._context)
         tensors = self._io.tensors()

@@ -11,10 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from edgefarm.agent.fidelity import OutputFidelity
+from edgefarm.agent.profiling.records import LayerProfile, LayerRow
 
 __all__ = [
     "BenchmarkResult", "DeviceInfo", "Failure", "Fingerprint", "HealthStatus", "JobSpec", "LatencyStats",
-    "OutputFidelity", "PowerSummary", "Progress", "RuntimeInfo", "Shapes",
+    "LayerProfile", "LayerRow", "OutputFidelity", "PowerSummary", "Progress", "RuntimeInfo", "Shapes",
 ]
 
 Shapes = tuple[tuple[str, tuple[int, ...]], ...]   # (input name, dims) in the model's input order
@@ -92,6 +93,9 @@ class JobSpec:
     input_shapes: Shapes = ()
     inputs_artifact_sha256: str = ""
     fidelity_artifact_sha256: str = ""
+    profile: bool = False               # a separate per-layer profiling pass after the headline measurement
+    profile_iterations: int = 0         # 0: the agent's default
+    benchmark_model_path: str = ""      # LiteRT: a benchmark_model binary on the board, for per-op time
 
 
 @dataclass(frozen=True)
@@ -168,6 +172,7 @@ class BenchmarkResult:
     fidelity: tuple[OutputFidelity, ...] = ()
     fidelity_unavailable_reason: str = ""
     stopped_by: str = ""                   # min-time, max-iterations, max-seconds; "" from an older agent
+    layer_profile: LayerProfile | None = None   # the profiling pass, when the job asked for one
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ from edgefarm.controller.agents.records import (
     HealthStatus,
     JobSpec,
     LatencyStats,
+    LayerProfile,
+    LayerRow,
     OutputFidelity,
     PowerSummary,
     Progress,
@@ -37,7 +39,9 @@ def spec_to_pb(spec: JobSpec) -> pb.BenchmarkSpec:
         timeout_seconds=spec.timeout_seconds, eval_artifact_sha256=spec.eval_artifact_sha256, seed=spec.seed,
         streams=spec.streams, sparsity=spec.sparsity, cuda_graph=spec.cuda_graph,
         input_shapes=[pb.InputShape(name=name, dims=list(dims)) for name, dims in spec.input_shapes],
-        inputs_artifact_sha256=spec.inputs_artifact_sha256, fidelity_artifact_sha256=spec.fidelity_artifact_sha256)
+        inputs_artifact_sha256=spec.inputs_artifact_sha256, fidelity_artifact_sha256=spec.fidelity_artifact_sha256,
+        profile=spec.profile, profile_iterations=spec.profile_iterations,
+        benchmark_model_path=spec.benchmark_model_path)
     if spec.dla_core is not None:
         message.dla_core = spec.dla_core
     return message
@@ -55,7 +59,8 @@ def spec_from_pb(message: pb.BenchmarkSpec) -> JobSpec:
         streams=message.streams or 1, dla_core=message.dla_core if message.HasField("dla_core") else None,
         sparsity=message.sparsity, cuda_graph=message.cuda_graph, input_shapes=_shapes(message.input_shapes),
         inputs_artifact_sha256=message.inputs_artifact_sha256,
-        fidelity_artifact_sha256=message.fidelity_artifact_sha256)
+        fidelity_artifact_sha256=message.fidelity_artifact_sha256, profile=message.profile,
+        profile_iterations=message.profile_iterations, benchmark_model_path=message.benchmark_model_path)
 
 
 def device_from_pb(message: pb.DeviceInfo) -> DeviceInfo:
@@ -95,7 +100,8 @@ def result_from_pb(message: pb.Result) -> BenchmarkResult:
         engine_cache_hit=message.engine_cache_hit, input_shapes=_shapes(message.input_shapes),
         input_source=message.input_source, input_samples=message.input_samples,
         fidelity=tuple(_fidelity(f) for f in message.fidelity),
-        fidelity_unavailable_reason=message.fidelity_unavailable_reason, stopped_by=message.stopped_by)
+        fidelity_unavailable_reason=message.fidelity_unavailable_reason, stopped_by=message.stopped_by,
+        layer_profile=layer_profile_from_pb(message.layer_profile) if message.HasField("layer_profile") else None)
 
 
 def result_to_pb(result: BenchmarkResult) -> pb.Result:
@@ -121,7 +127,22 @@ def result_to_pb(result: BenchmarkResult) -> pb.Result:
         input_shapes=[pb.InputShape(name=name, dims=list(dims)) for name, dims in result.input_shapes],
         input_source=result.input_source, input_samples=result.input_samples,
         fidelity=[pb.OutputFidelity(**vars(f)) for f in result.fidelity],
-        fidelity_unavailable_reason=result.fidelity_unavailable_reason, stopped_by=result.stopped_by)
+        fidelity_unavailable_reason=result.fidelity_unavailable_reason, stopped_by=result.stopped_by,
+        layer_profile=layer_profile_to_pb(result.layer_profile) if result.layer_profile is not None else None)
+
+
+def layer_profile_from_pb(message: pb.LayerProfile) -> LayerProfile:
+    rows = tuple(LayerRow(r.name, r.op_type, r.op_family, r.placement, r.precision, r.is_glue, r.count, r.timed,
+                          r.median_us, r.p90_us, tuple(r.output_shapes), tuple(r.source_nodes)) for r in message.layers)
+    return LayerProfile(message.available, message.unavailable_reason, message.profiler, message.iterations,
+                        message.dropped_iterations, rows, message.timing_unavailable_reason,
+                        message.placement_source, message.notes, message.profiled_median_us)
+
+
+def layer_profile_to_pb(profile: LayerProfile) -> pb.LayerProfile:
+    rows = [pb.LayerRow(**{**vars(r), "output_shapes": list(r.output_shapes), "source_nodes": list(r.source_nodes)})
+            for r in profile.layers]
+    return pb.LayerProfile(**{**vars(profile), "layers": rows})
 
 
 def result_from_bytes(blob: bytes) -> BenchmarkResult:

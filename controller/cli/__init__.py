@@ -8,15 +8,17 @@ import shlex
 import sys
 
 from edgefarm.controller import __version__
-from edgefarm.controller.cli import ca, demo, devices, nightly, provision, report, run, runs
+from edgefarm.controller.cli import ca, demo, devices, diff, nightly, provision, report, run, runs
 from edgefarm.controller.cli.common import CliError
 
-SUBCOMMANDS = (demo, run, runs, report, devices, nightly, provision, ca)
+SUBCOMMANDS = (demo, run, runs, report, diff, devices, nightly, provision, ca)
 EXAMPLES = """examples:
   edgefarm demo                                   # digits-cnn × 4 recipes on a local agent
   edgefarm run digits-cnn --local --recipe int8-static
   edgefarm run model.onnx --device jetson-orin-01 --devices devices.yaml
   edgefarm report latest --html report.html
+  edgefarm run mobilenet-v2 --local --recipe fp32 --recipe int8-static --profile
+  edgefarm diff latest:fp32 latest:int8-static
   edgefarm devices check devices.yaml
 """
 

@@ -39,13 +39,17 @@ def add_measure_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--streams", type=int, default=d.streams,
                        help="throughput mode: N concurrent streams (latency is then per request under load)")
     group.add_argument("--timeout", type=float, default=d.timeout_seconds, help="per-job timeout in seconds")
+    group.add_argument("--profile", action="store_true",
+                       help="after measuring, a separate per-layer profiling pass (never in the headline latency); "
+                            "compare two with `edgefarm diff`")
 
 
 def measure_settings(args: argparse.Namespace) -> MeasureSettings:
     """The measuring flags as typed settings (the API validates them: edgefarm.api.config.check_measure)."""
     return MeasureSettings(warmup_seconds=args.warmup_seconds, min_seconds=args.min_seconds,
                            min_iterations=args.min_iterations, max_iterations=args.max_iterations,
-                           batch_size=args.batch_size, timeout_seconds=args.timeout, streams=args.streams)
+                           batch_size=args.batch_size, timeout_seconds=args.timeout, streams=args.streams,
+                           profile=args.profile)
 
 
 def farm(args: argparse.Namespace, devices: Path | None = None):

@@ -40,7 +40,7 @@ DEVICE_KEYS = ("name", "host", "port", "security", "tags", "backends", "backend_
 REQUIRED_DEVICE_KEYS = ("name", "host", "port", "backends")
 OPTION_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "onnxruntime": ("threads", "execution_provider"),
-    "litert": ("threads", "delegate"),
+    "litert": ("threads", "delegate", "benchmark_model"),
     "tensorrt": ("precision", "dla_core"),
 })
 NAME_PATTERN = "[a-z0-9][a-z0-9._-]*"
@@ -66,6 +66,7 @@ class BackendSettings:
     delegate: str = ""                # litert: "" = XNNPACK on the CPU
     precision: str = ""               # tensorrt: "" = fp32
     dla_core: int | None = None       # tensorrt on a Jetson: None = the GPU
+    benchmark_model: str = ""         # litert: absolute path of a benchmark_model binary on the board (per-op time)
 
 
 @dataclass(frozen=True)
@@ -339,6 +340,7 @@ _OPTION_READERS: Mapping[str, Callable[[yaml.Node, yn.NodeContext], object]] = M
     "delegate": lambda node, ctx: _read_delegate(node, ctx),
     "precision": lambda node, ctx: yn.choice(node, ctx, "precision", PRECISIONS),
     "dla_core": lambda node, ctx: yn.integer(node, ctx, "dla_core", DLA_CORES[0], DLA_CORES[-1]),
+    "benchmark_model": lambda node, ctx: _read_board_path(node, ctx, "benchmark_model"),
 })
 
 
@@ -350,6 +352,15 @@ def _read_settings(node: yaml.Node, ctx: yn.NodeContext, backend: str, tags: Map
     if settings.dla_core is not None:
         _check_dla(settings, entries["dla_core"].value, ctx, tags)
     return settings
+
+
+def _read_board_path(node: yaml.Node, ctx: yn.NodeContext, what: str) -> str:
+    """A path on the board itself: absolute, since the agent's working directory is not known here."""
+    value = yn.string(node, ctx, what)
+    if not value.startswith("/"):
+        raise ctx.error(node, f"{what} must be an absolute path on the board (e.g. /usr/local/bin/benchmark_model), "
+                              f"got {value!r}")
+    return value
 
 
 def _read_delegate(node: yaml.Node, ctx: yn.NodeContext) -> str:

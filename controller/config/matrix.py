@@ -16,7 +16,7 @@ settings and the regression policy. Validated on load with file:line errors.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -27,7 +27,7 @@ from edgefarm.controller.planning.input_plan import InputPlanError, ShapeList, p
 from edgefarm.controller.planning.run_plan import MeasureSettings
 from edgefarm.controller.planning.scheduler import TargetRef
 
-TOP_KEYS = ("models", "recipes", "targets", "measure", "regression")
+TOP_KEYS = ("models", "recipes", "targets", "measure", "regression", "profile")
 _POSITIVE_MEASURE_KEYS = {"warmup_seconds", "min_seconds", "timeout_seconds", "min_iterations", "batch_size"}
 MEASURE_KEYS = ("warmup_seconds", "min_seconds", "min_iterations", "max_iterations", "timeout_seconds",
                 "batch_size")
@@ -71,7 +71,8 @@ def load_matrix(path: Path) -> Matrix:
     yn.check_keys(top, root, ctx, TOP_KEYS, ("models", "recipes", "targets"))
     models = _models(top["models"].value, ctx, Path(path).parent)
     return Matrix(tuple(models), _strings(top["recipes"].value, ctx, "recipes"), _targets(top["targets"].value, ctx),
-                  _measure(top["measure"].value, ctx) if "measure" in top else MeasureSettings(),
+                  replace(_measure(top["measure"].value, ctx) if "measure" in top else MeasureSettings(),
+                          profile=_flag(top["profile"].value, ctx, "profile") if "profile" in top else False),
                   _regression(top["regression"].value, ctx) if "regression" in top else RegressionPolicy(),
                   {name: feed for name, feed in models.items() if feed != ModelFeed()})
 
@@ -132,6 +133,12 @@ def _targets(node: yaml.Node, ctx: yn.NodeContext) -> tuple[TargetRef, ...]:
     if not refs:
         raise ctx.error(node, "'targets' is empty; list at least one device or pool")
     return tuple(refs)
+
+
+def _flag(node: yaml.Node, ctx: yn.NodeContext, what: str) -> bool:
+    if yn.kind_of(node) != "bool":
+        raise ctx.error(node, f"{what} must be true or false, got {yn.describe(node)}")
+    return node.value.lower() in ("true", "yes", "on")
 
 
 def _measure(node: yaml.Node, ctx: yn.NodeContext) -> MeasureSettings:

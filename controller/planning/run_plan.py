@@ -45,6 +45,7 @@ class MeasureSettings:
     timeout_seconds: float = 600.0
     batch_size: int | None = None     # None: 1, or what the input shapes imply
     streams: int = 1                  # throughput mode: concurrent streams on the board
+    profile: bool = False             # a separate per-layer profiling pass after the headline measurement
 
 @dataclass(frozen=True)
 class RunPlan:
@@ -125,4 +126,5 @@ def build_spec(job: JobRecord, measure: MeasureSettings, choice: BackendSettings
         timeout_seconds=m.timeout_seconds, eval_artifact_sha256=eval_sha, seed=0, streams=m.streams,
         dla_core=choice.dla_core, input_shapes=tuple(plan.shapes) if plan is not None else (),
         inputs_artifact_sha256=inputs.inputs_sha if plan is not None else "",
-        fidelity_artifact_sha256=inputs.fidelity.sha256 if plan is not None and inputs.fidelity else "")
+        fidelity_artifact_sha256=inputs.fidelity.sha256 if plan is not None and inputs.fidelity else "",
+        profile=m.profile, benchmark_model_path=choice.benchmark_model if m.profile else "")

@@ -8,6 +8,7 @@ without a migrations folder beside it.
 - 1 → 2: columns added to store v1 (run kind, plan and verdict; job target and attempts; variant details).
 - 2 → 3: store v2. Results were one serialized protobuf blob each; now every statistic is a column.
 - 3 → 4: run liveness: which controller runs a run, and its last heartbeat.
+- 4 → 5: per-layer tables (layer_profiles, layers), linked to their result's job.
 """
 from __future__ import annotations
 
@@ -95,5 +96,12 @@ def _add_run_liveness(conn: sa.Connection) -> None:
         conn.exec_driver_sql(f"ALTER TABLE runs ADD COLUMN {column.name} {kind}")
 
 
+def _add_layer_tables(conn: sa.Connection) -> None:
+    """Profiling passes' tables; results stored before them simply have no profile."""
+    schema.layer_profiles.create(conn, checkfirst=True)
+    schema.layers.create(conn, checkfirst=True)
+
+
+# Keyed by the version a step starts from: renumbering a step is a one-line change here.
 _STEPS: dict[int, Callable[[sa.Connection], None]] = {1: _add_v2_columns, 2: _results_to_columns,
-                                                      3: _add_run_liveness}
+                                                      3: _add_run_liveness, 4: _add_layer_tables}

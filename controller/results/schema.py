@@ -21,6 +21,8 @@ from edgefarm.controller.agents.records import (
     DeviceInfo,
     Fingerprint,
     LatencyStats,
+    LayerProfile,
+    LayerRow,
     OutputFidelity,
     PowerSummary,
     RuntimeInfo,
@@ -28,7 +30,8 @@ from edgefarm.controller.agents.records import (
 )
 from edgefarm.controller.planning.input_plan import shapes_text
 
-SCHEMA_VERSION = 4          # 1 and 2: store v1 (one serialized protobuf per result); 3: store v2; 4: run liveness
+SCHEMA_VERSION = 5          # 1 and 2: store v1 (one serialized protobuf per result); 3: store v2;
+                            # 4: run liveness; 5: per-layer tables
 _SAMPLE_DTYPE = np.dtype("<i8")
 
 metadata = sa.MetaData()
@@ -115,6 +118,58 @@ results = sa.Table(
     sa.Column("fingerprint", sa.JSON, nullable=False),
     sa.Column("device_info", sa.JSON, nullable=False),
 )
+
+
+# A result's profiling pass (schema 4): what profiled it, and one row per runtime layer or kernel.
+layer_profiles = sa.Table(
+    "layer_profiles", metadata,
+    sa.Column("job_id", sa.String(64), sa.ForeignKey("jobs.id"), primary_key=True),
+    sa.Column("run_id", sa.String(64), nullable=False, index=True),
+    sa.Column("available", sa.Boolean, nullable=False),
+    sa.Column("unavailable_reason", sa.Text, nullable=False),
+    sa.Column("profiler", sa.Text, nullable=False),
+    sa.Column("iterations", sa.Integer, nullable=False),
+    sa.Column("dropped_iterations", sa.Integer, nullable=False),
+    sa.Column("timing_unavailable_reason", sa.Text, nullable=False),
+    sa.Column("placement_source", sa.Text, nullable=False),
+    sa.Column("notes", sa.Text, nullable=False),
+    sa.Column("profiled_median_us", sa.Float, nullable=False),
+)
+layers = sa.Table(
+    "layers", metadata,
+    sa.Column("job_id", sa.String(64), sa.ForeignKey("jobs.id"), primary_key=True),
+    sa.Column("position", sa.Integer, primary_key=True),       # execution order
+    sa.Column("run_id", sa.String(64), nullable=False, index=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("op_type", sa.Text, nullable=False),
+    sa.Column("op_family", sa.String(64), nullable=False),
+    sa.Column("placement", sa.Text, nullable=False),
+    sa.Column("precision", sa.String(32), nullable=False),
+    sa.Column("is_glue", sa.Boolean, nullable=False),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("timed", sa.Boolean, nullable=False),
+    sa.Column("median_us", sa.Float),                           # NULL when the runtime gave no time
+    sa.Column("p90_us", sa.Float),
+    sa.Column("output_shapes", sa.Text, nullable=False),        # JSON list of "1x16x48x48"
+    sa.Column("source_nodes", sa.Text, nullable=False),         # JSON list of source-graph node names
+)
+
+
+def layer_profile_rows(profile: LayerProfile) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    head = {key: value for key, value in asdict(profile).items() if key != "layers"}
+    rows = [{**asdict(row), "position": i, "median_us": row.median_us if row.timed else None,
+             "p90_us": row.p90_us if row.timed else None, "output_shapes": json.dumps(list(row.output_shapes)),
+             "source_nodes": json.dumps(list(row.source_nodes))} for i, row in enumerate(profile.layers)]
+    return head, rows
+
+
+def layer_profile_from_rows(head: Any, rows: list[Any]) -> LayerProfile:
+    layers = tuple(LayerRow(r.name, r.op_type, r.op_family, r.placement, r.precision, bool(r.is_glue), r.count,
+                            bool(r.timed), _number(r.median_us), _number(r.p90_us),
+                            tuple(json.loads(r.output_shapes)), tuple(json.loads(r.source_nodes))) for r in rows)
+    return LayerProfile(bool(head.available), head.unavailable_reason, head.profiler, head.iterations,
+                        head.dropped_iterations, layers, head.timing_unavailable_reason, head.placement_source,
+                        head.notes, head.profiled_median_us)
 
 
 def pack_samples(samples: tuple[int, ...]) -> bytes:

@@ -12,16 +12,16 @@ import logging
 import re
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
 
 import sqlalchemy as sa
 
-from edgefarm.controller.agents.records import BenchmarkResult
+from edgefarm.controller.agents.records import BenchmarkResult, LayerProfile
 from edgefarm.controller.results import migrations, schema
 from edgefarm.controller.results.liveness import RunHeartbeat, effective_status, this_controller
-from edgefarm.controller.results.schema import jobs, results, runs, variants
+from edgefarm.controller.results.schema import jobs, layer_profiles, layers, results, runs, variants
 
 log = logging.getLogger(__name__)
 _URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")
@@ -202,6 +202,7 @@ class ResultStore:
             conn.execute(sa.insert(results).values(job_id=job.id, run_id=job.run_id,
                                                    **schema.result_row(result, job.device, now)))
             conn.execute(sa.update(jobs).where(jobs.c.id == job.id).values(status="done", finished_at=now))
+            _write_layer_profile(conn, job, result)
 
     def add_failure(self, job: JobRecord, kind: str, message: str) -> None:
         self._write(sa.update(jobs).where(jobs.c.id == job.id).values(
@@ -210,6 +211,9 @@ class ResultStore:
     def run_kind(self, run_id: str) -> str | None:
         """run, nightly, nightly-rerun, ...; None for an unknown run."""
         return self._scalar(sa.select(runs.c.kind).where(runs.c.id == run_id))
+
+    def run_of_job(self, job_id: str) -> str | None:
+        return self._scalar(sa.select(jobs.c.run_id).where(jobs.c.id == job_id))
 
     def run_exists(self, run_id: str) -> bool:
         return self._scalar(sa.select(runs.c.id).where(runs.c.id == run_id)) is not None
@@ -239,7 +243,20 @@ class ResultStore:
                          .join(variants, (variants.c.run_id == jobs.c.run_id) & (variants.c.model == jobs.c.model)
                                & (variants.c.recipe == jobs.c.variant))) \
             .where(results.c.run_id == run_id).order_by(results.c.measured_at)
-        return [_stored_result(row) for row in self._rows(query)]
+        profiles = self.layer_profiles(run_id)
+        stored = [_stored_result(row) for row in self._rows(query)]
+        return [replace(s, result=replace(s.result, layer_profile=profiles.get(s.job.id))) for s in stored]
+
+    def layer_profiles(self, run_id: str) -> dict[str, LayerProfile]:
+        """Job id -> its profiling pass, for the jobs of a run that had one."""
+        with self._engine.connect() as conn:
+            heads = list(conn.execute(sa.select(layer_profiles).where(layer_profiles.c.run_id == run_id)))
+            rows = list(conn.execute(sa.select(layers).where(layers.c.run_id == run_id)
+                                     .order_by(layers.c.job_id, layers.c.position)))
+        by_job: dict[str, list] = {}
+        for row in rows:
+            by_job.setdefault(row.job_id, []).append(row)
+        return {head.job_id: schema.layer_profile_from_rows(head, by_job.get(head.job_id, [])) for head in heads}
 
     def failures(self, run_id: str) -> list[tuple[JobRecord, str, str]]:
         query = sa.select(*_JOB_COLUMNS, jobs.c.failure_kind, jobs.c.failure_message) \
@@ -257,6 +274,17 @@ class ResultStore:
     def _scalar(self, query: sa.Select):
         with self._engine.connect() as conn:
             return conn.execute(query).scalar()
+
+
+def _write_layer_profile(conn: sa.Connection, job: JobRecord, result: BenchmarkResult) -> None:
+    conn.execute(sa.delete(layers).where(layers.c.job_id == job.id))
+    conn.execute(sa.delete(layer_profiles).where(layer_profiles.c.job_id == job.id))
+    if result.layer_profile is None:
+        return
+    head, rows = schema.layer_profile_rows(result.layer_profile)
+    conn.execute(sa.insert(layer_profiles).values(job_id=job.id, run_id=job.run_id, **head))
+    if rows:
+        conn.execute(sa.insert(layers), [{**row, "job_id": job.id, "run_id": job.run_id} for row in rows])
 
 
 def _engine(url: sa.URL) -> sa.Engine:
