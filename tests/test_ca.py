@@ -11,8 +11,8 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from edgefarm.api.errors import BadInputError
 from edgefarm.controller.cli import ca as ca_cli
-from edgefarm.controller.cli.common import CliError
 from edgefarm.controller.provision.ca import (
     CA_CERT_FILE,
     CA_KEY_FILE,
@@ -122,5 +122,5 @@ def test_cli_init_then_refuse(tmp_path: Path, capsys) -> None:
     args = _parse(["ca", "init", "--dir", str(tmp_path / "ca")])
     assert args.handler(args) == 0
     assert "farm CA created in" in capsys.readouterr().out
-    with pytest.raises(CliError, match="already exists"):
+    with pytest.raises(BadInputError, match="already exists"):  # the API's; the CLI prints it, exit 2
         args.handler(args)

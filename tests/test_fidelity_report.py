@@ -98,3 +98,13 @@ def test_an_old_agent_still_runs_a_model_whose_only_dynamic_dim_is_the_batch():
     require_protocol("rpi5-01", old, JobInputs(InputPlan((("x", (1, 1, 8, 8)),), 1, pinned=False)))
     require_protocol("rpi5-01", DeviceInfo(protocol_version="edgefarm.v1.1"),
                      JobInputs(InputPlan((("images", (1, 3, 64, 64)),), 1, pinned=True)))
+
+
+def test_an_agent_too_old_to_profile_is_refused_rather_than_silently_ignoring_profile():
+    """Before: a v1.1 agent dropped the unknown JobSpec.profile field and the result had no layer table."""
+    v1_1 = DeviceInfo(protocol_version="edgefarm.v1.1", agent_version="0.1.0")
+    unpinned = JobInputs(InputPlan((("x", (1, 1, 8, 8)),), 1, pinned=False))
+    require_protocol("rpi5-01", v1_1, unpinned)                       # no profile asked: fine
+    with pytest.raises(AgentTooOldError, match="which ignores --profile \\(per-layer profiles\\); upgrade it"):
+        require_protocol("rpi5-01", v1_1, unpinned, profile=True)
+    require_protocol("rpi5-01", DeviceInfo(protocol_version="edgefarm.v1.2"), unpinned, profile=True)

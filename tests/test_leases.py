@@ -21,7 +21,7 @@ import pytest
 
 from edgefarm.agent.sensors.base import WaitClock
 from edgefarm.controller.cli import main
-from edgefarm.controller.cli.devices import leases_url
+from edgefarm.controller.cli.common import leases_url
 from edgefarm.controller.leases import (
     DeviceQuarantinedError,
     DeviceState,

@@ -147,7 +147,7 @@ def test_every_public_name_is_documented_with_an_example():
 
     assert sorted(edgefarm.__all__) == sorted(["__version__", *api.__all__])
     public = [getattr(edgefarm, name) for name in api.__all__ if name != "RunSummary"]
-    public += [member for cls in (edgefarm.Farm,) for name, member in vars(cls).items()
+    public += [member for cls in (edgefarm.Farm, edgefarm.Boards) for name, member in vars(cls).items()
                if not name.startswith("_") and callable(getattr(cls, name))]
     for thing in public:
         doc = inspect.getdoc(thing) or ""

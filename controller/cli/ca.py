@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edgefarm.controller.cli.common import CliError
+from edgefarm.controller.cli.common import farm
 
 EXAMPLES = """examples:
   edgefarm ca init                      # in the user config dir (edgefarm/ca)
@@ -40,62 +40,30 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def execute_init(args: argparse.Namespace) -> int:
-    from edgefarm.controller.provision.ca import (
-        CA_CERT_FILE,
-        CA_KEY_FILE,
-        CONTROLLER_NAME,
-        ISSUED_DIR,
-        TOKEN_FILE,
-        CaError,
-        default_ca_dir,
-        init_ca,
-    )
+    from edgefarm.api.boards import init_ca
+    from edgefarm.controller.provision.ca import CA_CERT_FILE, CA_KEY_FILE, CONTROLLER_NAME, ISSUED_DIR, TOKEN_FILE
 
-    directory = args.dir or default_ca_dir()
-    try:
-        ca = init_ca(directory, force=args.force)
-    except CaError as error:
-        raise CliError(str(error)) from None
-    until = ca.certificate.not_valid_after_utc
+    ca = init_ca(args.dir, force=args.force)
+    directory, until = ca.directory, ca.certificate.not_valid_after_utc
     print(f"farm CA created in {directory}")
     print(f"  CA certificate: {directory / CA_CERT_FILE} ({ca.name}, valid until {until:%Y-%m-%d})")
     print(f"  CA key:         {directory / CA_KEY_FILE} (mode 0600; keep it on this machine)")
     print(f"  controller:     {directory / ISSUED_DIR / CONTROLLER_NAME}.crt (client certificate)")
     print(f"  token:          {directory / TOKEN_FILE} (fallback for boards that cannot do mTLS)")
-    print("next: edgefarm provision DEVICE --devices devices.yaml")
+    print("next: edgefarm provision DEVICE --devices devices.yaml, or edgefarm ca issue DEVICE")
     return 0
 
 
 def execute_issue(args: argparse.Namespace) -> int:
     """For boards provisioned by hand (or by your own tooling): the files `edgefarm provision` installs."""
-    from edgefarm.controller.config.inventory import load_inventory
-    from edgefarm.controller.provision.ca import CaError, board_tls_files, default_ca_dir, load_ca
-
-    device = load_inventory(args.devices).get(args.device)
-    out = args.out or Path(f"{device.name}-tls")
-    hosts = list(dict.fromkeys([device.host, *args.hosts]))
-    try:
-        files = board_tls_files(load_ca(args.dir or default_ca_dir()), device.name, hosts)
-    except CaError as error:
-        raise CliError(str(error)) from None
-    _write_private_dir(out, files)
-    print(f"{device.name}: certificate for {', '.join(hosts)} written to {out}/ "
-          f"({', '.join(files)})")
-    print(f"next: copy {out}/ to the board (keep it mode 0700) and start the agent there with\n"
+    boards = farm(args, args.devices).boards
+    issued = boards.issue_certificate(args.device, args.out, args.hosts, args.dir)
+    device = boards.inventory().get(issued.device)
+    print(f"{device.name}: certificate for {', '.join(issued.hosts)} written to {issued.directory}/ "
+          f"({', '.join(issued.files)})")
+    print(f"next: copy {issued.directory}/ to the board (keep it mode 0700) and start the agent there with\n"
           f"  edgefarm-agent serve --host 0.0.0.0 --port {device.port} --tls-dir DIR")
     if device.security != "tls":
         print(f"note: devices.yaml declares security: {device.security} for {device.name}; "
               "set security: tls so the controller dials it with TLS")
     return 0
-
-
-def _write_private_dir(out: Path, files: dict[str, bytes]) -> None:
-    try:
-        out.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for name, data in files.items():
-            path = out / name
-            path.touch(mode=0o600)
-            path.chmod(0o600)
-            path.write_bytes(data)
-    except OSError as error:
-        raise CliError(f"cannot write the board's TLS files to {out}: {error.strerror}; pick another --out") from None

@@ -2,15 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import shlex
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from edgefarm.controller.cli.common import CliError
-from edgefarm.controller.config.inventory import load_inventory
+from edgefarm.controller.cli.common import farm
 
 EXAMPLES = """examples:
   edgefarm provision jetson-orin-01 --devices devices.yaml --ssh-user nvidia --accept-new-host-key
@@ -50,32 +45,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
-    # paramiko and cryptography load only for this command, not for every edgefarm call
-    from edgefarm.controller.provision.ca import CaError, default_ca_dir
-    from edgefarm.controller.provision.deploy import InstallSettings, ProvisionError, SshSettings, provision
-
-    device = load_inventory(args.devices or Path("devices.yaml")).get(args.device)
-    ssh = SshSettings(args.ssh_user or getpass.getuser(), args.ssh_port, args.ssh_key, args.known_hosts,
-                      args.accept_new_host_key)
-    try:
-        with _agent_wheel(args.wheel) as wheel:
-            settings = InstallSettings(wheel, args.ca_dir or default_ca_dir(), args.upgrade,
-                                       tuple(shlex.split(args.pip_args)), args.venv_system_site_packages,
-                                       args.board_python)
-            report = provision(device, ssh, settings)
-    except (ProvisionError, CaError) as error:
-        raise CliError(str(error)) from None
+    report = farm(args, args.devices).boards.provision(
+        args.device, ssh_user=args.ssh_user, ssh_key=args.ssh_key, ssh_port=args.ssh_port,
+        known_hosts=args.known_hosts, accept_new_host_key=args.accept_new_host_key, wheel=args.wheel,
+        ca_dir=args.ca_dir, upgrade=args.upgrade, pip_args=shlex.split(args.pip_args),
+        venv_system_site_packages=args.venv_system_site_packages, board_python=args.board_python)
     print(report.summary())
     return 0
-
-
-@contextmanager
-def _agent_wheel(wheel: Path | None) -> Iterator[Path]:
-    if wheel is not None:
-        yield wheel
-        return
-    from edgefarm.controller.provision.deploy import build_agent_wheel, source_checkout
-
-    with tempfile.TemporaryDirectory(prefix="edgefarm-wheel-") as out_dir:
-        print("building the agent wheel from this checkout")
-        yield build_agent_wheel(source_checkout(), Path(out_dir))

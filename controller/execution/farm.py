@@ -250,7 +250,7 @@ class FarmRunner:
             return JobEnd(job, device, "bad-input", f"{device}: {exc}")
         record = replace(job.record, device=device, backend=backend)
         self.store.set_job_device(record.id, device, backend)
-        require_protocol(device, await client.connect(), job.inputs)
+        require_protocol(device, await client.connect(), job.inputs, self.measure.profile)
         files = [(job.artifact, record.artifact_sha256), *job.inputs.files()]
         if job.eval_npz is not None:
             files.append((job.eval_npz, job.eval_sha))

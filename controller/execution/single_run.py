@@ -90,7 +90,8 @@ class RunExecutor:
             with self.times.phase("compress"):
                 variants = self._variants(plan, source, inputs, run_id)
             board = connect()
-            require_protocol(board.name, probe(board), inputs)  # an unreachable board is one clear error
+            # an unreachable board is one clear error; an agent too old for the job is refused
+            require_protocol(board.name, probe(board), inputs, plan.measure.profile)
             jobs = [self._job(plan, board, v, source.eval_npz, inputs.for_artifact(v.path), run_id) for v in variants]
             with self.times.phase("measure"):
                 outcome = self._run(plan, board, jobs, run_id)

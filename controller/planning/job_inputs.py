@@ -16,6 +16,7 @@ from edgefarm.controller.planning.input_plan import InputPlan
 # edgefarm.v1.1 added input shapes, input data and fidelity to BenchmarkSpec; an older agent would
 # silently drop them and measure at shapes of its own choosing.
 SHAPES_SINCE_MINOR = 1
+PROFILE_SINCE_MINOR = 2      # edgefarm.v1.2: JobSpec.profile and Result.layer_profile
 _PROTOCOL = re.compile(r"^edgefarm\.v1(?:\.(\d+))?$")
 
 
@@ -65,13 +66,17 @@ def protocol_minor(version: str) -> int | None:
     return None if match is None else int(match.group(1) or 0)
 
 
-def require_protocol(device: str, info: AgentVersions | None, inputs: JobInputs) -> None:
-    """Refuse, rather than let an old agent ignore the shapes or data the job depends on."""
-    if info is None or not inputs.needs_v1_1():
+def require_protocol(device: str, info: AgentVersions | None, inputs: JobInputs, profile: bool = False) -> None:
+    """Refuse, rather than let an old agent ignore the shapes, data or profiling the job depends on."""
+    wanted = [(since, what) for since, what, needed in (
+        (SHAPES_SINCE_MINOR, "input shapes and input data", inputs.needs_v1_1()),
+        (PROFILE_SINCE_MINOR, "--profile (per-layer profiles)", profile)) if needed]
+    if info is None or not wanted:
         return
     minor = protocol_minor(info.protocol_version)
-    if minor is None or minor < SHAPES_SINCE_MINOR:
+    ignored = [what for since, what in wanted if minor is None or minor < since]
+    if ignored:
         raise AgentTooOldError(
             f"the agent on {device} speaks {info.protocol_version or 'an unknown protocol'} (agent "
-            f"{info.agent_version or '?'}), which ignores input shapes and input data; upgrade it: "
+            f"{info.agent_version or '?'}), which ignores {' and '.join(ignored)}; upgrade it: "
             f"edgefarm provision {device} --upgrade")

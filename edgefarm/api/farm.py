@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 from rich.text import Text
 
+from edgefarm.api.boards import Boards
 from edgefarm.api.config import (
     DataFiles,
     check_measure,
@@ -84,6 +85,15 @@ class Farm:
         farm = cls(None, db, cache_dir=cache_dir)
         farm._local_only = True
         return farm
+
+    @property
+    def boards(self) -> Boards:
+        """The devices file's boards: ping, status and health checks, quarantine, certificates, provisioning.
+
+        Example:
+            >>> farm.boards.status()[["device", "state", "owner"]]
+        """
+        return Boards(self.devices or Path("devices.yaml"), self._leases_url)
 
     @property
     def location(self) -> str:
