@@ -88,6 +88,12 @@ def regression_verdicts(cache: Path) -> list[Figure]:
     return regression_figures(cache)
 
 
+def change_points(cache: Path) -> list[Figure]:
+    from benchmarks.changepoints import changepoint_figures
+
+    return changepoint_figures()
+
+
 BENCHMARKS: dict[str, Callable[[Path], list[Figure]]] = {
     "P5": demo_wall_time,
     "P1": p1_onnxruntime,
@@ -98,6 +104,7 @@ BENCHMARKS: dict[str, Callable[[Path], list[Figure]]] = {
     "P2": upload,
     "P6": scale,
     "P7": regression_verdicts,
+    "C1": change_points,
 }
 
 

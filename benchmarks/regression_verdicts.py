@@ -92,6 +92,18 @@ def false_alarm_figure(runs: list[Sample], policy: RegressionPolicy, conditions:
                   "<= 1")
 
 
+def improve_false_figure(runs: list[Sample], policy: RegressionPolicy, conditions: str) -> Figure:
+    """A/A triples confirmed as improved: an unconfirmed improvement never becomes a baseline, a
+    confirmed one does, so a false one would hide the next night's regression."""
+    verdicts = aa_verdicts(runs, policy)
+    first = sum(v.outcome is Outcome.IMPROVED for v in verdicts.values())
+    confirmed = confirmed_aa_verdicts(verdicts, len(runs))
+    improved = sum(v.outcome is Outcome.IMPROVED for v in confirmed)
+    return Figure("P7-improve-false", "A/A runs confirmed as improved", 100 * improved / len(confirmed), "%",
+                  f"{improved}/{len(confirmed)} triples of distinct real runs; first pass {first}/{len(verdicts)} "
+                  f"pairs improved (before #15 each of those was reported improved); {conditions}", "<= 1")
+
+
 def detect_figure(runs: list[Sample], policy: RegressionPolicy, conditions: str) -> Figure:
     outcomes = [compare(run, slowed(run), policy).outcome for run in runs]
     flagged = sum(outcome is Outcome.SUSPECT for outcome in outcomes)
@@ -112,4 +124,5 @@ def regression_figures(cache_dir: Path) -> list[Figure]:
     conditions = (f"{len(runs)} runs of {MEASURE_S:g} s, run medians {min(medians) / 1e3:.1f}-"
                   f"{max(medians) / 1e3:.1f} us, load average {load_before:.1f}-{os.getloadavg()[0]:.1f} "
                   f"on {os.cpu_count()} CPUs")
-    return [false_alarm_figure(runs, policy, conditions), detect_figure(runs, policy, conditions)]
+    return [false_alarm_figure(runs, policy, conditions), improve_false_figure(runs, policy, conditions),
+            detect_figure(runs, policy, conditions)]

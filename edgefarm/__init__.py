@@ -19,8 +19,8 @@ __version__ = "0.2.0"
 
 _API = (
     "BadInputError", "BadRecipeError", "BoardStatus", "Boards", "CheckOutcome", "DeviceBusyError", "EdgefarmError",
-    "Farm", "InputShapeError", "IssuedCertificate", "JobFailure", "Measure", "NightlyOutcome", "Ping", "Report",
-    "ResultRecord", "Resumed", "Run", "RunSummary", "UnknownDeviceError", "UnreachableDeviceError", "init_ca",
+    "Farm", "History", "InputShapeError", "IssuedCertificate", "JobFailure", "Measure", "NightlyOutcome", "Ping",
+    "Report", "ResultRecord", "Resumed", "Run", "RunSummary", "UnknownDeviceError", "UnreachableDeviceError", "init_ca",
 )
 __all__ = ["__version__", *_API]
 

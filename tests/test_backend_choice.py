@@ -14,7 +14,7 @@ from edgefarm.controller.agents.records import BenchmarkResult, Fingerprint, Lat
 from edgefarm.controller.config.inventory import Device
 from edgefarm.controller.execution.farm_run import _pinned, planned_format
 from edgefarm.controller.nightly.regression import Outcome, RegressionPolicy
-from edgefarm.controller.nightly.run import _confirm_suspects, _first_pass
+from edgefarm.controller.nightly.run import _confirm_reruns, _first_pass
 from edgefarm.controller.planning.backends import NoBackendError, choose_backend
 from edgefarm.controller.planning.scheduler import PlanError, PlannedJob, TargetRef, expand
 from edgefarm.controller.results.store import JobRecord, ResultStore, VariantRecord
@@ -147,7 +147,7 @@ def test_a_suspect_is_re_run_on_its_own_board(tmp_path):
     farm = FakeFarm(store, 1.3)
     (first,) = _first_pass(store, base, tonight, farm)
     assert first.outcome is Outcome.SUSPECT
-    (confirmed,) = _confirm_suspects(store, base, tonight, [first], farm)
+    (confirmed,) = _confirm_reruns(store, base, tonight, [first], farm)
     assert farm.pins == {"m|fp32|pool:x86": "x86-03"}
     assert confirmed.outcome is Outcome.REGRESSED and confirmed.reason.startswith("confirmed by re-run")
 

@@ -24,6 +24,8 @@ from edgefarm.controller.nightly.regression import (
     fingerprint_of,
     night_exit_code,
 )
+from edgefarm.controller.nightly.run import night_verdict
+from edgefarm.controller.results.stability import instability
 from edgefarm.protos import agent_pb2 as pb
 
 KEY = BenchmarkKey("mlp", "int8", "pi5-01", "onnxruntime")
@@ -232,3 +234,45 @@ def test_results_at_other_input_shapes_or_data_are_incomparable():
     assert base["input_shapes"] == "images:1x3x640x640" and base["inputs"] == "synthetic"
     assert differing_fields(base, fingerprint_of(result([1, 3, 320, 320], "synthetic"))) == ("input_shapes",)
     assert differing_fields(base, fingerprint_of(result([1, 3, 640, 640], "inputs:" + "a" * 64))) == ("inputs",)
+
+
+# --- honest verdicts: improvements confirmed like regressions, unstable runs never compared ----------
+
+def test_an_improvement_counts_only_when_its_rerun_reproduces_it():
+    """Before: an A/A night reported four "improved -20 ... -28 %" and became tomorrow's baseline."""
+    first = compare(sample(1), sample(2, scale=0.8))
+    assert first.outcome is Outcome.IMPROVED
+    confirmed = confirm(first, compare(sample(1), sample(3, scale=0.8)))
+    assert confirmed.outcome is Outcome.IMPROVED and confirmed.reason.startswith("confirmed by re-run")
+    lucky = confirm(first, compare(sample(1), sample(4)))
+    assert lucky.outcome is Outcome.UNCONFIRMED and "improved on the first pass only" in lucky.reason
+    assert exit_code([lucky]) == 0 and night_exit_code([lucky], []) == 0
+
+
+def test_a_night_with_an_unconfirmed_improvement_never_becomes_last_good():
+    lucky = confirm(compare(sample(1), sample(2, scale=0.8)), compare(sample(1), sample(4)))
+    assert night_verdict(0, [lucky]) == "unconfirmed"
+    assert night_verdict(0, [compare(sample(1), sample(2))]) == "good"
+
+
+def test_an_unstable_run_is_never_compared_silently():
+    moved = replace(sample(2, scale=1.3), unstable="block medians spread 1.80x: its timing moved while it ran")
+    verdict = compare(sample(1), moved)
+    assert verdict.outcome is Outcome.INCOMPARABLE
+    assert verdict.reason == "candidate unstable: block medians spread 1.80x: its timing moved while it ran"
+    wild_tail = compare(sample(1), replace(sample(2, scale=1.3), tail="CV 350% (p99 2.5x the p50)"))
+    assert wild_tail.outcome is Outcome.SUSPECT   # the medians still compare, and the verdict says why to doubt p99
+    assert wild_tail.reason.endswith("(unstable tail: candidate CV 350% (p99 2.5x the p50))")
+
+
+def test_instability_names_spread_timing_moves_throttling_and_heat():
+    steady = result_from_pb(pb.Result(samples_ns=list(run_ns(1)), latency=pb.LatencyStats(p50_ms=0.01, cv=0.05)))
+    assert instability(steady) == ""
+    moved = list(run_ns(1, n=2000)) + list(run_ns(2, scale=2.0, n=2000))       # its timing doubled midway
+    env = replace(steady.environment, throttled=True, throttle_flags=("under-voltage",), temps_start_c={"cpu": 45.0},
+                  temps_end_c={"cpu": 61.0})
+    shaky = replace(steady, samples_ns=tuple(moved), environment=env,
+                    latency=replace(steady.latency, p50_ms=0.01, p99_ms=0.025, cv=3.5))
+    reasons = instability(shaky)
+    assert "CV 350% (p99 2.5x the p50)" in reasons and "block medians spread" in reasons
+    assert "throttled during the run (under-voltage)" in reasons and "temperature rose 16 °C" in reasons

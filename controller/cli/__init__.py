@@ -8,10 +8,10 @@ import shlex
 import sys
 
 from edgefarm.controller import __version__
-from edgefarm.controller.cli import ca, demo, devices, diff, nightly, provision, report, run, runs
+from edgefarm.controller.cli import ca, demo, devices, diff, history, nightly, provision, report, run, runs
 from edgefarm.controller.cli.common import CliError
 
-SUBCOMMANDS = (demo, run, runs, report, diff, devices, nightly, provision, ca)
+SUBCOMMANDS = (demo, run, runs, report, diff, history, devices, nightly, provision, ca)
 EXAMPLES = """examples:
   edgefarm demo                                   # digits-cnn × 4 recipes on a local agent
   edgefarm run digits-cnn --local --recipe int8-static

@@ -16,8 +16,10 @@ EXAMPLES = """examples:
   edgefarm resume 20261124-020000-ab12cd
 
 exit codes (nightly, and resume of a night):
-  0  every planned benchmark has a verdict and none regressed
-  1  a confirmed regression
+  0  every planned benchmark has a verdict and none regressed (an improvement its re-run did not
+     reproduce is "unconfirmed": still 0, but that night never becomes last-good)
+  1  a confirmed regression, or a slowdown over the history's nights that tonight confirmed
+     (a change point: docs/nightly.md)
   2  bad input or configuration
   3  the night could not measure everything it planned (unreachable or quarantined boards,
      failed jobs, nothing to run); such a night never becomes the last-good baseline

@@ -4,6 +4,7 @@ One testcase per (model, recipe, device, backend). A confirmed regression is a <
 numbers; an incomparable pair is <skipped> with the reason, because nothing was judged; a planned
 benchmark the night could not measure is an <error> with its reason (a dead board is never a pass);
 everything else passes, with the verdict and its numbers in <system-out> so a dashboard shows why.
+A slowdown the history's change points confirmed tonight is a <failure> of its own, named after it.
 """
 from __future__ import annotations
 
@@ -11,16 +12,17 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from pathlib import Path
 
+from edgefarm.controller.nightly.changepoints import ChangePoint
 from edgefarm.controller.nightly.regression import Outcome, Unmeasured, Verdict
 
 
 def junit_element(verdicts: Iterable[Verdict], suite_name: str = "edgefarm-regressions",
-                  unmeasured: Iterable[Unmeasured] = ()) -> ET.Element:
-    verdicts, unmeasured = list(verdicts), list(unmeasured)
+                  unmeasured: Iterable[Unmeasured] = (), change_points: Iterable[ChangePoint] = ()) -> ET.Element:
+    verdicts, unmeasured, change_points = list(verdicts), list(unmeasured), list(change_points)
     _reject_duplicate_keys(verdicts)
-    failures = sum(v.outcome is Outcome.REGRESSED for v in verdicts)
+    failures = sum(v.outcome is Outcome.REGRESSED for v in verdicts) + len(change_points)
     skipped = sum(v.outcome is Outcome.INCOMPARABLE for v in verdicts)
-    counts = {"tests": str(len(verdicts) + len(unmeasured)), "failures": str(failures),
+    counts = {"tests": str(len(verdicts) + len(unmeasured) + len(change_points)), "failures": str(failures),
               "errors": str(len(unmeasured)), "skipped": str(skipped)}
     suites = ET.Element("testsuites", name=suite_name, **counts)
     suite = ET.SubElement(suites, "testsuite", name=suite_name, **counts)
@@ -28,7 +30,18 @@ def junit_element(verdicts: Iterable[Verdict], suite_name: str = "edgefarm-regre
         suite.append(testcase(verdict))
     for missing in unmeasured:
         suite.append(error_case(missing))
+    for point in change_points:
+        suite.append(change_point_case(point))
     return suites
+
+
+def change_point_case(point: ChangePoint) -> ET.Element:
+    case = ET.Element("testcase", classname="change-points", name=point.series, time="0")
+    failure = ET.SubElement(case, "failure", type="change-point",
+                            message=f"change point: {point.step:+.1%} since run {point.run_id}, confirmed by "
+                                    f"{point.nights_after} nights")
+    failure.text = point.describe()
+    return case
 
 
 def error_case(missing: Unmeasured) -> ET.Element:
@@ -55,16 +68,16 @@ def testcase(verdict: Verdict) -> ET.Element:
 
 
 def junit_xml(verdicts: Iterable[Verdict], suite_name: str = "edgefarm-regressions",
-              unmeasured: Iterable[Unmeasured] = ()) -> str:
-    element = junit_element(verdicts, suite_name, unmeasured)
+              unmeasured: Iterable[Unmeasured] = (), change_points: Iterable[ChangePoint] = ()) -> str:
+    element = junit_element(verdicts, suite_name, unmeasured, change_points)
     ET.indent(element)
     return ET.tostring(element, encoding="unicode", xml_declaration=True) + "\n"
 
 
 def write_junit(verdicts: Iterable[Verdict], path: Path, suite_name: str = "edgefarm-regressions",
-                unmeasured: Iterable[Unmeasured] = ()) -> None:
+                unmeasured: Iterable[Unmeasured] = (), change_points: Iterable[ChangePoint] = ()) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(junit_xml(verdicts, suite_name, unmeasured), encoding="utf-8")
+    path.write_text(junit_xml(verdicts, suite_name, unmeasured, change_points), encoding="utf-8")
 
 
 def _summary(verdict: Verdict) -> str:

@@ -51,14 +51,20 @@ import numpy as np
 
 from edgefarm.controller.agents.records import BenchmarkResult
 from edgefarm.controller.planning.input_plan import shapes_text
+from edgefarm.controller.results.stability import stability
 
 
 class Outcome(StrEnum):
-    IMPROVED = "improved"
+    IMPROVED = "improved"          # on the first pass: re-run once to confirm, as a suspect is
     UNCHANGED = "unchanged"
     SUSPECT = "suspect"            # regressed on the first pass; re-run once on a fresh lease to confirm
     REGRESSED = "regressed"        # confirmed by the re-run
-    INCOMPARABLE = "incomparable"  # not judged: environment differed, too few samples or too noisy
+    UNCONFIRMED = "unconfirmed"    # improved on the first pass, and the re-run did not reproduce it
+    INCOMPARABLE = "incomparable"  # not judged: environment differed, a run was unstable, too few samples or noisy
+
+
+# First-pass outcomes that a re-run on a fresh lease must reproduce before they count.
+NEEDS_RERUN = (Outcome.SUSPECT, Outcome.IMPROVED)
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,8 @@ class Sample:
     key: BenchmarkKey
     samples_ns: Sequence[int]
     fingerprint: Mapping[str, str] = field(default_factory=dict)
+    unstable: str = ""             # why its median moved while it ran (controller/results/stability.py)
+    tail: str = ""                 # why its spread is wild (its p99 is unreliable; its median compares)
 
 
 @dataclass(frozen=True)
@@ -123,17 +131,29 @@ def compare(baseline: Sample, candidate: Sample, policy: RegressionPolicy | None
     too_few = _too_few_samples(baseline, candidate)
     if too_few:
         return Verdict(candidate.key, Outcome.INCOMPARABLE, too_few)
-    return _measured_verdict(baseline, candidate, policy)
+    unstable = "; ".join(f"{side} unstable: {sample.unstable}" for side, sample in
+                         (("baseline", baseline), ("candidate", candidate)) if sample.unstable)
+    if unstable:  # its median moved while it ran: not compared at all
+        return Verdict(candidate.key, Outcome.INCOMPARABLE, unstable)
+    verdict = _measured_verdict(baseline, candidate, policy)
+    tails = "; ".join(f"{side} {sample.tail}" for side, sample in (("baseline", baseline), ("candidate", candidate))
+                      if sample.tail)
+    # Never compared silently: the medians compare, and the verdict says whose tail is wild.
+    return replace(verdict, reason=f"{verdict.reason} (unstable tail: {tails})") if tails else verdict
 
 
 def confirm(first: Verdict, rerun: Verdict) -> Verdict:
-    """A suspect becomes a regression only if the re-run on a fresh lease reproduces it.
+    """A suspect becomes a regression, and an improvement an improvement, only if the re-run on a
+    fresh lease reproduces it.
 
-    Reproduces means: the re-run regresses too, and the two passes disagree with each other by less
-    than the smaller slowdown they report. Two runs of one artifact that differ by more than the
-    regression they allege show the board's timing moved, so nothing is judged (incomparable).
-    A clean re-run's verdict replaces the suspect one.
+    Reproduces means: the re-run moves the same way, and the two passes disagree with each other by
+    less than the smaller change they report. Two runs of one artifact that differ by more than the
+    regression they allege show the board's timing moved, so nothing is judged (incomparable). A
+    clean re-run's verdict replaces the suspect one; an improvement the re-run does not reproduce is
+    unconfirmed, and its night never becomes a baseline (it would hide tomorrow's regression).
     """
+    if first.outcome is Outcome.IMPROVED:
+        return _confirm_improvement(first, rerun)
     if first.outcome is not Outcome.SUSPECT:
         return first
     if rerun.outcome not in (Outcome.SUSPECT, Outcome.REGRESSED):
@@ -144,6 +164,22 @@ def confirm(first: Verdict, rerun: Verdict) -> Verdict:
         return replace(rerun, outcome=Outcome.INCOMPARABLE,
                        reason=f"not reproducible: {passes}; the passes differ by more than the smaller slowdown")
     return replace(rerun, outcome=Outcome.REGRESSED, reason=f"confirmed by re-run: {passes}")
+
+
+def _confirm_improvement(first: Verdict, rerun: Verdict) -> Verdict:
+    passes = f"first pass {first.ratio - 1:+.1%}, re-run {rerun.ratio - 1:+.1%}"
+    if rerun.outcome is Outcome.IMPROVED:
+        larger, smaller = sorted((1 / first.ratio, 1 / rerun.ratio), reverse=True)   # speed-ups, > 1
+        if larger / smaller <= smaller + _RATIO_RESOLUTION:
+            return replace(rerun, reason=f"confirmed by re-run: {passes}")
+    return replace(rerun, outcome=Outcome.UNCONFIRMED,
+                   reason=f"improved on the first pass only ({passes}); re-run: {rerun.reason}")
+
+
+def unconfirmed(first: Verdict, why: str) -> Verdict:
+    """A first-pass improvement whose re-run did not measure."""
+    return replace(first, outcome=Outcome.UNCONFIRMED, reason=f"improved on the first pass ({first.ratio - 1:+.1%}); "
+                                                             f"{why}")
 
 
 @dataclass(frozen=True)
@@ -202,7 +238,8 @@ def fingerprint_of(result: BenchmarkResult) -> dict[str, str]:
 
 
 def sample_of(key: BenchmarkKey, result: BenchmarkResult) -> Sample:
-    return Sample(key, tuple(result.samples_ns), fingerprint_of(result))
+    steadiness = stability(result)
+    return Sample(key, tuple(result.samples_ns), fingerprint_of(result), steadiness.moved, steadiness.tail)
 
 
 def differing_fields(baseline: Mapping[str, str], candidate: Mapping[str, str]) -> tuple[str, ...]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -16,11 +15,20 @@ import pandas as pd
 from edgefarm.controller.console import RunConsole
 from edgefarm.controller.execution.farm import RetryPolicy
 from edgefarm.controller.execution.farm_run import FarmRun, FarmRunConfig
+from edgefarm.controller.nightly.changepoints import ChangePoint
+from edgefarm.controller.nightly.history import (
+    KIND,
+    HistoryFilter,
+    history_change_points,
+    history_frame,
+    newly_confirmed_slowdowns,
+)
 from edgefarm.controller.nightly.junit import write_junit
 from edgefarm.controller.nightly.regression import (
     EXIT_GOOD,
     EXIT_INCOMPLETE,
     EXIT_REGRESSED,
+    NEEDS_RERUN,
     BenchmarkKey,
     Outcome,
     RegressionPolicy,
@@ -31,6 +39,7 @@ from edgefarm.controller.nightly.regression import (
     confirm,
     night_exit_code,
     sample_of,
+    unconfirmed,
 )
 from edgefarm.controller.planning.run_plan import model_name
 from edgefarm.controller.reports import write_csv, write_html
@@ -38,7 +47,6 @@ from edgefarm.controller.reports.trend import trend_plot
 from edgefarm.controller.results.frame import results_frame
 from edgefarm.controller.results.store import ResultStore, StoredResult
 
-KIND = "nightly"
 HISTORY_NIGHTS = 14
 UNMEASURED_COLUMNS = ("model", "recipe", "device", "backend", "kind", "reason")
 
@@ -66,11 +74,13 @@ class NightlyReport:
     unmeasured: tuple[Unmeasured, ...]
     planned: int
     exit_code: int
+    change_points: tuple[ChangePoint, ...] = ()   # slowdowns over the history that tonight confirmed
 
     def summary(self) -> str:
         regressed = sum(v.outcome is Outcome.REGRESSED for v in self.verdicts)
+        stepped = f", change points {len(self.change_points)}" if self.change_points else ""
         return (f"planned {self.planned}, measured {len(self.verdicts)}, not measured {len(self.unmeasured)}, "
-                f"regressed {regressed}")
+                f"regressed {regressed}{stepped}")
 
 
 def run_nightly(config: FarmRunConfig, store: ResultStore, ui: RunConsole, baseline: str, out: Path,
@@ -101,13 +111,25 @@ def stored_config(store: ResultStore, run_id: str) -> tuple[FarmRunConfig, str |
 
 def finish_night(store: ResultStore, farm: FarmRun, run_id: str, base_id: str | None, out: Path) -> NightlyReport:
     verdicts = _first_pass(store, base_id, run_id, farm)
-    verdicts = _confirm_suspects(store, base_id, run_id, verdicts, farm)
+    verdicts = _confirm_reruns(store, base_id, run_id, verdicts, farm)
     unmeasured = _unmeasured(store, run_id, verdicts)
     measured = [v for v in verdicts if v.outcome is not Outcome.SUSPECT]
-    code = night_exit_code(measured, unmeasured)
-    store.set_verdict(run_id, VERDICT_OF_EXIT[code])
-    _write_outputs(store, run_id, base_id, measured, unmeasured, out)
-    return NightlyReport(run_id, base_id, tuple(measured), tuple(unmeasured), len(farm.planned), code)
+    trend = history_frame(store, HistoryFilter(nights=HISTORY_NIGHTS))
+    points = history_change_points(trend)
+    stepped = newly_confirmed_slowdowns(points, run_id, trend)
+    code = EXIT_REGRESSED if stepped else night_exit_code(measured, unmeasured)
+    store.set_verdict(run_id, night_verdict(code, measured))
+    _write_outputs(store, run_id, base_id, NightOutputs(measured, unmeasured, points, stepped, trend), out)
+    return NightlyReport(run_id, base_id, tuple(measured), tuple(unmeasured), len(farm.planned), code,
+                         tuple(stepped))
+
+
+def night_verdict(code: int, verdicts: list[Verdict]) -> str:
+    """good, regressed or incomplete; a green night with an improvement its re-run did not reproduce
+    is `unconfirmed`: it never becomes last-good, or it would hide the next night's regression."""
+    if code == EXIT_GOOD and any(v.outcome is Outcome.UNCONFIRMED for v in verdicts):
+        return "unconfirmed"
+    return VERDICT_OF_EXIT[code]
 
 
 def _unmeasured(store: ResultStore, run_id: str, verdicts: list[Verdict]) -> list[Unmeasured]:
@@ -163,9 +185,10 @@ def _first_pass(store: ResultStore, base_id: str | None, run_id: str, farm: Farm
             for k, r in tonight.items()]
 
 
-def _confirm_suspects(store: ResultStore, base_id: str | None, tonight_id: str, verdicts: list[Verdict],
-                      farm: FarmRun) -> list[Verdict]:
-    suspects = [v for v in verdicts if v.outcome is Outcome.SUSPECT]
+def _confirm_reruns(store: ResultStore, base_id: str | None, tonight_id: str, verdicts: list[Verdict],
+                    farm: FarmRun) -> list[Verdict]:
+    """Suspects and improvements re-run once, each on its own board; unconfirmed either way without it."""
+    suspects = [v for v in verdicts if v.outcome in NEEDS_RERUN]
     if not suspects:
         return verdicts
     # Each re-run is pinned to its suspect's board: confirming on another board of a pool would compare boards.
@@ -176,32 +199,47 @@ def _confirm_suspects(store: ResultStore, base_id: str | None, tonight_id: str, 
     base = {_planned(r): r for r in store.results(base_id)}
     tonight = {_key(r): r for r in store.results(tonight_id)}
     policy = farm.matrix.regression
-    return [confirm(v, _compare(base[_planned(tonight[v.key])], again[v.key], policy))
-            if v.outcome is Outcome.SUSPECT and v.key in again else v for v in verdicts]
+    return [confirm(v, _compare(base[_planned(tonight[v.key])], again[v.key], policy)) if v.key in again
+            else unconfirmed(v, f"its re-run on {v.key.device} did not measure") if v.outcome is Outcome.IMPROVED
+            else v for v in verdicts]
 
 
-def _write_outputs(store: ResultStore, run_id: str, base_id: str | None, verdicts: list[Verdict],
-                   unmeasured: list[Unmeasured], out: Path) -> None:
+@dataclass(frozen=True)
+class NightOutputs:
+    """What a night's reports show: verdicts, what went unmeasured, and the history with its change points."""
+
+    verdicts: list[Verdict]
+    unmeasured: list[Unmeasured]
+    change_points: list[ChangePoint]
+    stepped: list[ChangePoint]          # slowdowns tonight confirmed: they fail the night
+    trend: pd.DataFrame
+
+
+def _write_outputs(store: ResultStore, run_id: str, base_id: str | None, night: NightOutputs, out: Path) -> None:
     frame = results_frame(store, run_id)
     out.mkdir(parents=True, exist_ok=True)
-    write_junit(verdicts, out / "junit.xml", unmeasured=unmeasured)
-    pd.DataFrame([vars(u) for u in unmeasured], columns=list(UNMEASURED_COLUMNS)).to_csv(
+    write_junit(night.verdicts, out / "junit.xml", unmeasured=night.unmeasured, change_points=night.stepped)
+    pd.DataFrame([vars(u) for u in night.unmeasured], columns=list(UNMEASURED_COLUMNS)).to_csv(
         out / "not-measured.csv", index=False)
     if frame.empty:
         return
     write_csv(frame, out / "report.csv")
-    write_html(frame, out / "report.html", f"edgefarm nightly {run_id}", extra_plots=[trend_plot(history(store))],
-               preamble_html=verdict_table(verdicts, base_id, unmeasured))
+    write_html(frame, out / "report.html", f"edgefarm nightly {run_id}",
+               extra_plots=[trend_plot(night.trend, night.change_points)],
+               preamble_html=verdict_table(night.verdicts, base_id, night.unmeasured)
+               + change_point_table(night.change_points, night.stepped))
 
 
-def history(store: ResultStore, nights: int = HISTORY_NIGHTS) -> pd.DataFrame:
-    rows = []
-    for run_id, verdict in reversed(store.runs_of_kind(KIND, nights)):
-        for r in store.results(run_id):
-            night = datetime.fromtimestamp(r.measured_at, UTC).strftime("%m-%d %H:%M")
-            rows.append({"run_id": run_id, "night": f"{night} {run_id[-6:]}", "series": _key(r).label(),
-                         "latency_p50_ms": r.result.latency.p50_ms, "verdict": verdict or ""})
-    return pd.DataFrame(rows, columns=["run_id", "night", "series", "latency_p50_ms", "verdict"])
+def change_point_table(points: list[ChangePoint], stepped: list[ChangePoint]) -> str:
+    if not points:
+        return ""
+    rows = "".join(f"<tr class=\"{'stepped' if p in stepped else 'change-point'}\"><td>{html.escape(p.series)}</td>"
+                   f"<td>{html.escape(p.run_id)}</td><td>{p.step:+.1%}</td>"
+                   f"<td>{p.before_ms:.4g} → {p.after_ms:.4g}</td><td>{p.p_value:.1e}</td>"
+                   f"<td>{p.nights_after}{' (confirmed)' if p.confirmed else ''}</td></tr>" for p in points)
+    return ("<h2>Change points over the nights</h2>\n<div class=\"table-wrap\"><table class=\"results\"><thead>"
+            "<tr><th>benchmark</th><th>first night at the new level</th><th>step</th><th>median (ms)</th><th>p</th>"
+            f"<th>nights since</th></tr></thead><tbody>{rows}</tbody></table></div>")
 
 
 def verdict_table(verdicts: list[Verdict], base_id: str | None, unmeasured: list[Unmeasured] = ()) -> str:

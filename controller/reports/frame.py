@@ -17,7 +17,7 @@ OPTIONAL_COLUMNS: tuple[str, ...] = (
     "params_after", "sparsity_after", "macs_after",
     "input_shapes", "synthetic_inputs", "fidelity_cosine", "fidelity_snr_db", "top1_agreement",
     "device_fidelity_cosine", "device_fidelity_snr_db", "device_top1_agreement", "fidelity_flag",
-    "fidelity_source",
+    "fidelity_source", "unstable",
 )
 # What the store writes in a power column when the board has no sensor; shown as-is, never as a number.
 NOT_AVAILABLE = "not available"

@@ -10,6 +10,7 @@ from edgefarm.controller.agents.records import BenchmarkResult, PowerSummary
 from edgefarm.controller.execution.fidelity import device_below_host
 from edgefarm.controller.execution.fidelity import summary as fidelity_summary
 from edgefarm.controller.planning.input_plan import shapes_text
+from edgefarm.controller.results.stability import instability
 from edgefarm.controller.results.store import ResultStore, StoredResult
 
 NOT_AVAILABLE = "not available"
@@ -38,6 +39,7 @@ def result_row(stored: StoredResult) -> dict:
         "device_accuracy": r.accuracy if r.accuracy_available else math.nan,
         "throttled": r.environment.throttled, "measure_seconds": r.measure_seconds,
         "stopped_by": r.stopped_by or NOT_RECORDED,   # in --json rows; the CSV's columns stay as they were
+        "unstable": instability(r),                    # why its numbers moved while it ran; "" when steady
         "measured_at": datetime.fromtimestamp(stored.measured_at, UTC).isoformat(timespec="seconds"),
     }
     row.update(_power_columns(r.power))

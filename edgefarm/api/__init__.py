@@ -22,12 +22,13 @@ from edgefarm.api.errors import (
     UnreachableDeviceError,
 )
 from edgefarm.api.farm import Farm
+from edgefarm.api.history import History
 from edgefarm.api.results import NightlyOutcome, Report, ResultRecord, Resumed, Run
 from edgefarm.controller.planning.run_plan import JobFailure
 from edgefarm.controller.results.store import RunSummary
 
 __all__ = [
     "BadInputError", "BadRecipeError", "BoardStatus", "Boards", "CheckOutcome", "DeviceBusyError", "EdgefarmError",
-    "Farm", "InputShapeError", "IssuedCertificate", "JobFailure", "Measure", "NightlyOutcome", "Ping", "Report",
-    "ResultRecord", "Resumed", "Run", "RunSummary", "UnknownDeviceError", "UnreachableDeviceError", "init_ca",
+    "Farm", "History", "InputShapeError", "IssuedCertificate", "JobFailure", "Measure", "NightlyOutcome", "Ping",
+    "Report", "ResultRecord", "Resumed", "Run", "RunSummary", "UnknownDeviceError", "UnreachableDeviceError", "init_ca",
 ]

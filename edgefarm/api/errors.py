@@ -86,6 +86,7 @@ def _internal() -> list[tuple[tuple[type[BaseException], ...], type[BadInputErro
     from edgefarm.controller.agents.security import SecurityError
     from edgefarm.controller.config.inventory import UnknownDeviceError as InventoryUnknownDevice
     from edgefarm.controller.leases import LeaseError
+    from edgefarm.controller.nightly.history import HistoryError
     from edgefarm.controller.nightly.run import BaselineError
     from edgefarm.controller.planning.input_plan import InputPlanError
     from edgefarm.controller.planning.run_plan import PlanError
@@ -102,7 +103,7 @@ def _internal() -> list[tuple[tuple[type[BaseException], ...], type[BadInputErro
         ((AgentUnreachableError,), UnreachableDeviceError),
         ((LeaseError,), DeviceBusyError),
         ((CompressorError, ConfigError, AgentRejectedError, LocalAgentError, StoreError, PlanError, BaselineError,
-          MatrixPlanError, SecurityError, CaError, ProvisionError), BadInputError),
+          MatrixPlanError, SecurityError, CaError, ProvisionError, HistoryError), BadInputError),
     ]
 
 

@@ -23,6 +23,7 @@ from edgefarm.api.config import (
     shown_location,
 )
 from edgefarm.api.errors import BadInputError, translated
+from edgefarm.api.history import History
 from edgefarm.api.results import NightlyOutcome, Report, ResultRecord, Resumed, Run, capped_warnings, runs_frame
 from edgefarm.controller.console import RunConsole
 from edgefarm.controller.planning.run_plan import AS_IS, MeasureSettings, PhaseTimes, RunOutcome, RunPlan, Target
@@ -241,6 +242,25 @@ class Farm:
             >>> farm.runs(since="2026-11-01")[["id", "status", "results"]]
         """
         return runs_frame(self.stored_runs(since=since, limit=limit))
+
+    def history(self, *, model: str | None = None, device: str | None = None,
+                since: str | date | datetime | float | None = None, html: str | Path | None = None) -> History:
+        """The stored nights of each benchmark series (model, recipe, device, backend, input shapes) and
+        the change points in them: where a median stepped to a new level and stayed. html: also write
+        the trend with the change points marked. BadInputError when no series has enough nights.
+
+        Example:
+            >>> history = farm.history(device="jetson-orin-01", since="2026-11-01")
+            >>> history.points[["series", "run_id", "step", "confirmed"]]
+        """
+        from edgefarm.api.history import load_history, write_history_html
+        from edgefarm.controller.nightly.history import HistoryFilter
+
+        with translated(), self._store() as store:
+            history = load_history(store, HistoryFilter(model, device, _timestamp(since)))
+            if html is not None:
+                write_history_html(store, history, Path(html))
+            return history
 
     # --- the farm -------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ import pandas as pd
 
 from edgefarm.controller.agents.records import BenchmarkResult, Fingerprint, LatencyStats, PowerSummary
 from edgefarm.controller.console import _cell
-from edgefarm.controller.nightly.run import VERDICT_OF_EXIT, NightlyReport
+from edgefarm.controller.nightly.run import NightlyReport, night_verdict
 from edgefarm.controller.planning.run_plan import JobFailure
 from edgefarm.controller.results.frame import result_row
 from edgefarm.controller.results.store import JobRecord, RunSummary, StoredResult, VariantRecord
@@ -120,12 +120,16 @@ class Run:
 
 
 def capped_warnings(frame: pd.DataFrame, min_seconds: float) -> tuple[str, ...]:
-    """A cap that ended measuring before min_seconds is never silent (the CLI prints these)."""
+    """A cap that ended measuring before min_seconds, or a result whose numbers moved while it ran
+    (`unstable`), is never silent (the CLI prints these)."""
     rows = frame.to_dict("records") if len(frame) else []
-    return tuple(f"{r['variant']} on {r['device']}: measuring stopped at {CAPS[r['stopped_by']]} after "
-                 f"{r['measure_seconds']:.1f} s, short of --min-seconds {min_seconds:g}; "
-                 "raise the cap for the full duration"
-                 for r in rows if r.get("stopped_by") in CAPS and r["measure_seconds"] < min_seconds)
+    capped = tuple(f"{r['variant']} on {r['device']}: measuring stopped at {CAPS[r['stopped_by']]} after "
+                   f"{r['measure_seconds']:.1f} s, short of --min-seconds {min_seconds:g}; "
+                   "raise the cap for the full duration"
+                   for r in rows if r.get("stopped_by") in CAPS and r["measure_seconds"] < min_seconds)
+    unstable = tuple(f"{r['variant']} on {r['device']}: unstable: {r['unstable']}; compare it with care, or "
+                     "measure again on a quiet board" for r in rows if r.get("unstable"))
+    return capped + unstable
 
 
 @dataclass(frozen=True)
@@ -154,7 +158,7 @@ class NightlyOutcome(NightlyReport):
         ('good', 0, 'planned 2, measured 2, not measured 0, regressed 0')
     """
 
-    out: Path
+    out: Path = field(kw_only=True)   # keyword-only: it follows NightlyReport's defaulted fields
 
     @classmethod
     def of(cls, report: NightlyReport, out: Path) -> NightlyOutcome:
@@ -162,8 +166,8 @@ class NightlyOutcome(NightlyReport):
 
     @property
     def verdict(self) -> str:
-        """'good', 'regressed' or 'incomplete', as stored with the run."""
-        return VERDICT_OF_EXIT[self.exit_code]
+        """'good', 'unconfirmed', 'regressed' or 'incomplete', as stored with the run."""
+        return night_verdict(self.exit_code, list(self.verdicts))
 
     @property
     def frame(self) -> pd.DataFrame:
