@@ -37,7 +37,7 @@ from edgefarm.controller.nightly.regression import BenchmarkKey, Sample, sample_
 
 ARTIFACTS = 32
 RUNS = 3                    # recorded runs per artifact: enough for a step's measure-more rounds
-TRIALS = 600
+TRIALS = 310                # 10 per regressed position
 NOOP_LAYERS = 3
 WARMUP_S, MEASURE_S = 0.05, 0.3
 KEY = BenchmarkKey("ckpt", "as-is", "local", "onnxruntime")

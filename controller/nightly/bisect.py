@@ -19,16 +19,22 @@ the bisect says so and stops: one slowed run must not end a search. The search t
 [last same, first different] by comparing the midpoint with the good end: ceil(log2(n - 1)) steps
 of one job each when every verdict is clear, plus the two ends (7 jobs for 32 artifacts).
 
-One guard against a run a neighbour slowed: a midpoint judged different from the good end that is
+A second guard against a run a neighbour slowed: a midpoint judged different from the good end that is
 also `threshold` away from the bad end (faster or slower) is measured again (with whichever end has
 no more runs than it). After one step change every artifact is like one end or the other, so such a
 midpoint is a disturbed run, or a disturbed bad end; after `max_rounds` runs the verdict stands (a
-gradual change really leaves artifacts between the ends). Why: on a shared 2-CPU VM (load average
-3-150), 10 of 96 real runs of unchanged checkpoints read 5-45 % slow; without the guard 1.7 % of
-600 replayed bisections of 32 named the wrong artifact (B1 in benchmarks/bisect_jobs.py), with it
-none did (3 % ended unknown, at a mean 8.7 jobs instead of 7.4). Tried and not kept: pooling only
-the runs within threshold/2 of an artifact's fastest (interference only adds time) gave the same
-unknowns at 8.4 jobs, at the price of a rule that drops measurements.
+gradual change really leaves artifacts between the ends). Why, measured with B1
+(benchmarks/bisect_jobs.py: 32 checkpoints and their 34 %-slower twins, 3 real runs each through a
+local agent, 310 bisections replayed with the regressed position varied) on a shared 2-CPU VM:
+with the load average near 100, 10 of 96 runs of unchanged checkpoints read 5-45 % slow, and
+without the guards 42 of 310 bisections named a wrong artifact (260 right, mean 8.0 jobs); with
+them none did (301 right, 9 unknown: still straddling after 3 runs, mean 8.7 jobs). At a load
+average near 14: 310 of 310 right, mean 7.5 jobs (median 7). Most extra jobs are straddling steps
+(84 of 123 measure-more verdicts in 155 of those bisections at load 100), not the guards. Tried and not kept: judging a
+suspect midpoint's re-run on its own (the nightly's confirm) cost fewer jobs (8.1) but named a wrong
+artifact 5 times, where a burst slowed both runs; pooling only the runs within threshold/2 of an
+artifact's fastest (interference only adds time) gave the same unknowns at 8.4 jobs, at the price
+of a rule that drops measurements.
 
 Runs are only compared on one board: when the board is lost, the measurer names another and the
 ends are measured again there as needed; what earlier steps established about the sequence holds.
