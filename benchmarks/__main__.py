@@ -94,6 +94,12 @@ def change_points(cache: Path) -> list[Figure]:
     return changepoint_figures()
 
 
+def bisection(cache: Path) -> list[Figure]:
+    from benchmarks.bisect_jobs import bisect_figures
+
+    return bisect_figures(cache)
+
+
 BENCHMARKS: dict[str, Callable[[Path], list[Figure]]] = {
     "P5": demo_wall_time,
     "P1": p1_onnxruntime,
@@ -105,6 +111,7 @@ BENCHMARKS: dict[str, Callable[[Path], list[Figure]]] = {
     "P6": scale,
     "P7": regression_verdicts,
     "C1": change_points,
+    "B1": bisection,
 }
 
 

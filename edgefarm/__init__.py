@@ -18,9 +18,10 @@ stay importable on the boards' Python 3.8 and import nothing: the API's names lo
 __version__ = "0.2.0"
 
 _API = (
-    "BadInputError", "BadRecipeError", "BoardStatus", "Boards", "CheckOutcome", "DeviceBusyError", "EdgefarmError",
-    "Farm", "History", "InputShapeError", "IssuedCertificate", "JobFailure", "Measure", "NightlyOutcome", "Ping",
-    "Report", "ResultRecord", "Resumed", "Run", "RunSummary", "UnknownDeviceError", "UnreachableDeviceError", "init_ca",
+    "BadInputError", "BadRecipeError", "Bisection", "BoardStatus", "Boards", "CheckOutcome", "DeviceBusyError",
+    "EdgefarmError", "Farm", "History", "InputShapeError", "IssuedCertificate", "JobFailure", "Measure",
+    "NightlyOutcome", "Ping", "Report", "ResultRecord", "Resumed", "Run", "RunSummary", "UnknownDeviceError",
+    "UnreachableDeviceError", "init_ca",
 )
 __all__ = ["__version__", *_API]
 

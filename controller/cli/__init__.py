@@ -8,10 +8,10 @@ import shlex
 import sys
 
 from edgefarm.controller import __version__
-from edgefarm.controller.cli import ca, demo, devices, diff, history, nightly, provision, report, run, runs
+from edgefarm.controller.cli import bisect, ca, demo, devices, diff, history, nightly, provision, report, run, runs
 from edgefarm.controller.cli.common import CliError
 
-SUBCOMMANDS = (demo, run, runs, report, diff, history, devices, nightly, provision, ca)
+SUBCOMMANDS = (demo, run, runs, report, diff, history, devices, nightly, bisect, provision, ca)
 EXAMPLES = """examples:
   edgefarm demo                                   # digits-cnn × 4 recipes on a local agent
   edgefarm run digits-cnn --local --recipe int8-static
@@ -20,6 +20,7 @@ EXAMPLES = """examples:
   edgefarm run mobilenet-v2 --local --recipe fp32 --recipe int8-static --profile
   edgefarm diff latest:fp32 latest:int8-static
   edgefarm devices check devices.yaml
+  edgefarm bisect --artifacts exports/ --device jetson-orin-01 --threshold 5%
 """
 
 

@@ -8,7 +8,7 @@ import asyncio
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from edgefarm.agent.digest import sha256_file
@@ -126,12 +126,18 @@ class RunExecutor:
                                 owner=f"{default_owner()}/{run_id}", policy=SINGLE_BOARD, single_board=True)
             return asyncio.run(runner.run(jobs))
 
-    @contextmanager
-    def _leases(self, plan: RunPlan) -> Iterator[LeaseManager]:
-        if plan.target.address is not None and self.leases_url:
-            with open_lease_manager(self.leases_url) as leases:
-                yield leases
-            return
-        with tempfile.TemporaryDirectory() as private:  # the embedded agent is this run's own board
-            with open_lease_manager(sqlite_url(Path(private) / "leases.sqlite")) as leases:
-                yield leases
+    def _leases(self, plan: RunPlan) -> AbstractContextManager[LeaseManager]:
+        return leases_for(self.leases_url if plan.target.address is not None else None)
+
+
+@contextmanager
+def leases_for(shared_url: str | None) -> Iterator[LeaseManager]:
+    """The farm's lease database (a devices.yaml board); None: a private one for the embedded agent,
+    which is the run's own board."""
+    if shared_url:
+        with open_lease_manager(shared_url) as leases:
+            yield leases
+        return
+    with tempfile.TemporaryDirectory() as private:
+        with open_lease_manager(sqlite_url(Path(private) / "leases.sqlite")) as leases:
+            yield leases

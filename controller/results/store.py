@@ -158,6 +158,10 @@ class ResultStore:
             raise StoreError(f"run {run_id} has no stored plan to resume (only farm runs can be resumed)")
         return json.loads(plan)
 
+    def set_plan(self, run_id: str, plan: dict) -> None:
+        """Replace a run's stored plan (a bisect keeps its search there, updated after every verdict)."""
+        self._write(sa.update(runs).where(runs.c.id == run_id).values(plan=json.dumps(plan)))
+
     def set_verdict(self, run_id: str, verdict: str) -> None:
         self._write(sa.update(runs).where(runs.c.id == run_id).values(verdict=verdict))
 

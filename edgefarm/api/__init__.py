@@ -10,6 +10,7 @@ imports the `edgefarm` package too) never loads the controller.
 """
 from __future__ import annotations
 
+from edgefarm.api.bisection import Bisection
 from edgefarm.api.boards import Boards, BoardStatus, CheckOutcome, IssuedCertificate, Ping, init_ca
 from edgefarm.api.config import Measure
 from edgefarm.api.errors import (
@@ -28,7 +29,8 @@ from edgefarm.controller.planning.run_plan import JobFailure
 from edgefarm.controller.results.store import RunSummary
 
 __all__ = [
-    "BadInputError", "BadRecipeError", "BoardStatus", "Boards", "CheckOutcome", "DeviceBusyError", "EdgefarmError",
-    "Farm", "History", "InputShapeError", "IssuedCertificate", "JobFailure", "Measure", "NightlyOutcome", "Ping",
-    "Report", "ResultRecord", "Resumed", "Run", "RunSummary", "UnknownDeviceError", "UnreachableDeviceError", "init_ca",
+    "BadInputError", "BadRecipeError", "Bisection", "BoardStatus", "Boards", "CheckOutcome", "DeviceBusyError",
+    "EdgefarmError", "Farm", "History", "InputShapeError", "IssuedCertificate", "JobFailure", "Measure",
+    "NightlyOutcome", "Ping", "Report", "ResultRecord", "Resumed", "Run", "RunSummary", "UnknownDeviceError",
+    "UnreachableDeviceError", "init_ca",
 ]

@@ -1,4 +1,4 @@
-"""`edgefarm.Farm`: everything the CLI's run, report, runs, nightly and resume do, as Python calls
+"""`edgefarm.Farm`: everything the CLI's run, bisect, report, runs, nightly and resume do, as Python calls
 that return DataFrames and typed records. The CLI parses its arguments and calls these; the calls
 run the one executor (RunExecutor / FarmRun / the nightly) and raise the API's typed exceptions."""
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 from rich.text import Text
 
+from edgefarm.api.bisection import Bisection, artifacts_argument
 from edgefarm.api.boards import Boards
 from edgefarm.api.config import (
     DataFiles,
@@ -191,6 +192,52 @@ class Farm:
                                 "use edgefarm.Farm(devices='devices.yaml')")
         return resolve_target(None if self._local_only else device, self.devices)
 
+    def bisect(self, artifacts: str | Path | Sequence[str | Path], *, device: str | None = None,
+               good: str | None = None, bad: str | None = None, threshold: float = 0.05, max_rounds: int = 3,
+               shapes: Shapes | None = None, inputs: str | Path | None = None,
+               measure: MeasureSettings | None = None, progress: bool = True) -> Bisection:
+        """Find the first artifact of an ordered sequence that is slower than the good end by
+        `threshold` or more, measuring as few as needed (the ends, then about log2(n) midpoints).
+
+        artifacts: a directory (its .onnx/.tflite files sorted by name), a comma list, or a sequence of
+        paths: versions of one model (the same inputs and outputs), oldest first. device: a device or a
+        pool of the devices file (None: the embedded local agent); a board lost mid-bisect hands over to
+        the pool's next board. good / bad: the ends (a file name, path or position; default the first
+        and last). threshold: the slowdown of the median that counts (0.05 = 5 %). max_rounds: runs of
+        each side a noisy step may pool before it answers unknown. shapes, inputs, measure: as `run`.
+
+        Each step is a real job on the board, stored as a normal result of run `run_id` (kind
+        "bisect"), and the search is stored with the run after every verdict. Artifacts of different
+        models or input shapes are refused before anything is measured (BadInputError; InputShapeError
+        for a dynamic dim nothing resolves); ends that do not bracket a regression are reported
+        after measuring both (status good-end-not-good / bad-end-not-bad, exit_code 2).
+
+        Example:
+            >>> b = farm.bisect("exports/", device="jetson-orin-01", threshold=0.05)
+            >>> print(b.summary())      # found: ckpt-12.onnx is the first artifact slower than ...
+            >>> b.frame[["artifact", "verdict", "ratio", "rounds"]]
+        """
+        from edgefarm.controller.execution.bisect_run import BisectConfig
+        from edgefarm.controller.planning.input_plan import parse_shape_args
+
+        with translated():
+            config = BisectConfig(artifacts_argument(artifacts), None if self._local_only else device,
+                                  str(self.devices) if self.devices else None, good, bad, threshold, max_rounds,
+                                  parse_shape_args(_shape_args(shapes)), str(inputs) if inputs else None,
+                                  check_measure(measure or MeasureSettings()))
+            if self._local_only and device not in (None, LOCAL):
+                raise BadInputError(f"Farm.local() measures on its embedded agent only; for device {device!r} "
+                                    "use edgefarm.Farm(devices='devices.yaml')")
+            return self._bisect(config, progress)
+
+    def _bisect(self, config, progress: bool) -> Bisection:
+        from edgefarm.controller.execution.bisect_run import run_bisect
+
+        ui = _Console(progress)
+        with self._store() as store, ui.live():
+            outcome = run_bisect(config, store, ui, self.cache_dir, self._leases_url() if config.device else None)
+            return Bisection.of(outcome.run_id, store.path, outcome.result)
+
     # --- reading the store ----------------------------------------------------------------------
 
     def get_run(self, run_id: str = "latest") -> Run:
@@ -303,6 +350,9 @@ class Farm:
         with translated(), self._store() as store:
             if not store.run_exists(run_id):
                 raise BadInputError(f"no run {run_id!r} in {store.path}; list runs with 'edgefarm runs'")
+            if store.run_kind(run_id) == "bisect":
+                raise BadInputError(f"run {run_id} is a bisect: its search so far is stored with it; start it "
+                                    "again with 'edgefarm bisect' (each step is one job)")
             ui = _Console(progress)
             if store.run_kind(run_id) == KIND:
                 return NightlyOutcome.of(resume_night(store, ui, run_id, Path(out)), Path(out))
