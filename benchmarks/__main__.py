@@ -88,6 +88,12 @@ def regression_verdicts(cache: Path) -> list[Figure]:
     return regression_figures(cache)
 
 
+def layer_profiles(cache: Path) -> list[Figure]:
+    from benchmarks.layer_profiles import layer_figures
+
+    return layer_figures(cache)
+
+
 BENCHMARKS: dict[str, Callable[[Path], list[Figure]]] = {
     "P5": demo_wall_time,
     "P1": p1_onnxruntime,
@@ -98,6 +104,7 @@ BENCHMARKS: dict[str, Callable[[Path], list[Figure]]] = {
     "P2": upload,
     "P6": scale,
     "P7": regression_verdicts,
+    "L1": layer_profiles,
 }
 
 

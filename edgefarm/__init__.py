@@ -18,9 +18,9 @@ stay importable on the boards' Python 3.8 and import nothing: the API's names lo
 __version__ = "0.2.0"
 
 _API = (
-    "BadInputError", "BadRecipeError", "DeviceBusyError", "EdgefarmError", "Farm", "InputShapeError", "JobFailure",
-    "Measure", "NightlyOutcome", "Report", "ResultRecord", "Resumed", "Run", "RunSummary", "UnknownDeviceError",
-    "UnreachableDeviceError",
+    "BadInputError", "BadRecipeError", "DeviceBusyError", "Diff", "EdgefarmError", "Farm", "InputShapeError",
+    "JobFailure", "Measure", "NightlyOutcome", "Report", "ResultRecord", "Resumed", "Run", "RunSummary",
+    "UnknownDeviceError", "UnreachableDeviceError",
 )
 __all__ = ["__version__", *_API]
 

@@ -35,7 +35,8 @@ from edgefarm.controller.nightly.regression import (
 from edgefarm.controller.planning.run_plan import model_name
 from edgefarm.controller.reports import write_csv, write_html
 from edgefarm.controller.reports.trend import trend_plot
-from edgefarm.controller.results.frame import results_frame
+from edgefarm.controller.results.frame import result_row
+from edgefarm.controller.results.layer_frame import layer_tables
 from edgefarm.controller.results.store import ResultStore, StoredResult
 
 KIND = "nightly"
@@ -182,7 +183,8 @@ def _confirm_suspects(store: ResultStore, base_id: str | None, tonight_id: str, 
 
 def _write_outputs(store: ResultStore, run_id: str, base_id: str | None, verdicts: list[Verdict],
                    unmeasured: list[Unmeasured], out: Path) -> None:
-    frame = results_frame(store, run_id)
+    stored = store.results(run_id)
+    frame = pd.DataFrame([result_row(r) for r in stored])
     out.mkdir(parents=True, exist_ok=True)
     write_junit(verdicts, out / "junit.xml", unmeasured=unmeasured)
     pd.DataFrame([vars(u) for u in unmeasured], columns=list(UNMEASURED_COLUMNS)).to_csv(
@@ -191,7 +193,7 @@ def _write_outputs(store: ResultStore, run_id: str, base_id: str | None, verdict
         return
     write_csv(frame, out / "report.csv")
     write_html(frame, out / "report.html", f"edgefarm nightly {run_id}", extra_plots=[trend_plot(history(store))],
-               preamble_html=verdict_table(verdicts, base_id, unmeasured))
+               preamble_html=verdict_table(verdicts, base_id, unmeasured), layers=layer_tables(stored))
 
 
 def history(store: ResultStore, nights: int = HISTORY_NIGHTS) -> pd.DataFrame:

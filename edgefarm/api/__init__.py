@@ -21,12 +21,12 @@ from edgefarm.api.errors import (
     UnreachableDeviceError,
 )
 from edgefarm.api.farm import Farm
-from edgefarm.api.results import NightlyOutcome, Report, ResultRecord, Resumed, Run
+from edgefarm.api.results import Diff, NightlyOutcome, Report, ResultRecord, Resumed, Run
 from edgefarm.controller.planning.run_plan import JobFailure
 from edgefarm.controller.results.store import RunSummary
 
 __all__ = [
-    "BadInputError", "BadRecipeError", "DeviceBusyError", "EdgefarmError", "Farm", "InputShapeError", "JobFailure",
-    "Measure", "NightlyOutcome", "Report", "ResultRecord", "Resumed", "Run", "RunSummary", "UnknownDeviceError",
-    "UnreachableDeviceError",
+    "BadInputError", "BadRecipeError", "DeviceBusyError", "Diff", "EdgefarmError", "Farm", "InputShapeError",
+    "JobFailure", "Measure", "NightlyOutcome", "Report", "ResultRecord", "Resumed", "Run", "RunSummary",
+    "UnknownDeviceError", "UnreachableDeviceError",
 ]

@@ -90,6 +90,7 @@ def _internal() -> list[tuple[tuple[type[BaseException], ...], type[BadInputErro
     from edgefarm.controller.planning.input_plan import InputPlanError
     from edgefarm.controller.planning.run_plan import PlanError
     from edgefarm.controller.planning.scheduler import PlanError as MatrixPlanError
+    from edgefarm.controller.reports.layer_diff import DiffError
     from edgefarm.controller.results.store import StoreError
     from edgefarm.yaml_nodes import ConfigError
 
@@ -100,7 +101,7 @@ def _internal() -> list[tuple[tuple[type[BaseException], ...], type[BadInputErro
         ((AgentUnreachableError,), UnreachableDeviceError),
         ((LeaseError,), DeviceBusyError),
         ((CompressorError, ConfigError, AgentRejectedError, LocalAgentError, StoreError, PlanError, BaselineError,
-          MatrixPlanError, SecurityError), BadInputError),
+          MatrixPlanError, SecurityError, DiffError), BadInputError),
     ]
 
 
