@@ -100,6 +100,12 @@ def bisection(cache: Path) -> list[Figure]:
     return bisect_figures(cache)
 
 
+def layer_profiles(cache: Path) -> list[Figure]:
+    from benchmarks.layer_profiles import layer_figures
+
+    return layer_figures(cache)
+
+
 BENCHMARKS: dict[str, Callable[[Path], list[Figure]]] = {
     "P5": demo_wall_time,
     "P1": p1_onnxruntime,
@@ -112,6 +118,7 @@ BENCHMARKS: dict[str, Callable[[Path], list[Figure]]] = {
     "P7": regression_verdicts,
     "C1": change_points,
     "B1": bisection,
+    "L1": layer_profiles,
 }
 
 

@@ -16,10 +16,13 @@ class Figure:
     value: float
     unit: str
     reference: str          # what the value was measured against, in this same run
-    goal: str               # e.g. "<= 1.05"
+    goal: str               # e.g. "<= 1.05", or a range "0.8-1.1"
 
     def meets_goal(self) -> bool:
         op, _, bound = self.goal.partition(" ")
+        if op not in _COMPARE:   # a range: low-high, both ends included
+            low, _, high = self.goal.partition("-")
+            return float(low) <= self.value <= float(high)
         return _COMPARE[op](self.value, float(bound))
 
     def line(self) -> str:

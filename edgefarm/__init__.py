@@ -19,7 +19,7 @@ __version__ = "0.2.0"
 
 _API = (
     "BadInputError", "BadRecipeError", "Bisection", "BoardStatus", "Boards", "CheckOutcome", "DeviceBusyError",
-    "EdgefarmError", "Farm", "History", "InputShapeError", "IssuedCertificate", "JobFailure", "Measure",
+    "Diff", "EdgefarmError", "Farm", "History", "InputShapeError", "IssuedCertificate", "JobFailure", "Measure",
     "NightlyOutcome", "Ping", "Report", "ResultRecord", "Resumed", "Run", "RunSummary", "UnknownDeviceError",
     "UnreachableDeviceError", "init_ca",
 )

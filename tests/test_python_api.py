@@ -61,6 +61,10 @@ def test_every_example_in_the_docs_runs_in_order(work):
     assert namespace["night"].exit_code == 0 and namespace["night"].verdict == "good"
     assert "digits-cnn" in namespace["night"]._repr_html_()
     assert set(namespace["stored"]["id"]) >= {run.id}
+    diff = namespace["diff"]
+    assert isinstance(diff, edgefarm.Diff) and diff.aligned_share >= 0.9 and (work / "diff.csv").exists()
+    assert 'id="fig-diff"' in (work / "diff.html").read_text()
+    assert 'id="layers-1-coverage"' in (work / "profiled.html").read_text()
 
 
 def _run_like_a_notebook_cell(block: str, namespace: dict, name: str) -> object:

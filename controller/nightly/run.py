@@ -44,7 +44,8 @@ from edgefarm.controller.nightly.regression import (
 from edgefarm.controller.planning.run_plan import model_name
 from edgefarm.controller.reports import write_csv, write_html
 from edgefarm.controller.reports.trend import trend_plot
-from edgefarm.controller.results.frame import results_frame
+from edgefarm.controller.results.frame import result_row
+from edgefarm.controller.results.layer_frame import layer_tables
 from edgefarm.controller.results.store import ResultStore, StoredResult
 
 HISTORY_NIGHTS = 14
@@ -216,7 +217,8 @@ class NightOutputs:
 
 
 def _write_outputs(store: ResultStore, run_id: str, base_id: str | None, night: NightOutputs, out: Path) -> None:
-    frame = results_frame(store, run_id)
+    stored = store.results(run_id)
+    frame = pd.DataFrame([result_row(r) for r in stored])
     out.mkdir(parents=True, exist_ok=True)
     write_junit(night.verdicts, out / "junit.xml", unmeasured=night.unmeasured, change_points=night.stepped)
     pd.DataFrame([vars(u) for u in night.unmeasured], columns=list(UNMEASURED_COLUMNS)).to_csv(
@@ -227,7 +229,7 @@ def _write_outputs(store: ResultStore, run_id: str, base_id: str | None, night: 
     write_html(frame, out / "report.html", f"edgefarm nightly {run_id}",
                extra_plots=[trend_plot(night.trend, night.change_points)],
                preamble_html=verdict_table(night.verdicts, base_id, night.unmeasured)
-               + change_point_table(night.change_points, night.stepped))
+               + change_point_table(night.change_points, night.stepped), layers=layer_tables(stored))
 
 
 def change_point_table(points: list[ChangePoint], stepped: list[ChangePoint]) -> str:

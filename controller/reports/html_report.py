@@ -9,8 +9,11 @@ from pathlib import Path
 import pandas as pd
 
 from edgefarm.controller.reports.frame import require_accuracy_fraction, require_report_frame, throttled_mask
-from edgefarm.controller.reports.plots import Plot, report_plots
+from edgefarm.controller.reports.layer_report import CSS as LAYER_CSS
+from edgefarm.controller.reports.layer_report import layer_section
+from edgefarm.controller.reports.plots import Plot, figure_html, report_plots
 from edgefarm.controller.reports.table import THROTTLED_FLAG, summary_table
+from edgefarm.controller.results.layer_frame import LayerTables
 
 # Belt and braces for "opens offline": even if something slipped a URL in, the browser may not fetch it.
 CONTENT_SECURITY_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -45,16 +48,21 @@ table.results { border-collapse: collapse; width: 100%; font-size: 12.5px;
 
 
 def write_html(df: pd.DataFrame, path: Path, title: str, *, generated_at: datetime | None = None,
-               extra_plots: Sequence[Plot] = (), preamble_html: str = "") -> Path:
+               extra_plots: Sequence[Plot] = (), preamble_html: str = "", layers: LayerTables | None = None) -> Path:
     """Write the report for `df` to `path` (parents created) and return `path`.
 
     Raises ValueError when a required column is missing, `df` has no rows, or an accuracy is not
     a fraction in [0, 1]. `generated_at` defaults to now (UTC). `preamble_html` (already escaped,
     e.g. the nightly verdict table) goes above the plots; `extra_plots` after the standard three.
+    `layers` (results.layer_frame.layer_tables of the same results) adds the per-layer section.
     """
     require_report_frame(df)
     require_accuracy_fraction(df)
-    page = render_html(df, title, generated_at or datetime.now(UTC), extra_plots, preamble_html)
+    page = render_html(df, title, generated_at or datetime.now(UTC), extra_plots, preamble_html, layers)
+    return write_page(page, path)
+
+
+def write_page(page: str, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
@@ -62,10 +70,18 @@ def write_html(df: pd.DataFrame, path: Path, title: str, *, generated_at: dateti
 
 
 def render_html(df: pd.DataFrame, title: str, generated_at: datetime, extra_plots: Sequence[Plot] = (),
-                preamble_html: str = "") -> str:
+                preamble_html: str = "", layers: LayerTables | None = None) -> str:
     """The report page as one HTML string."""
     plots = [*report_plots(df), *extra_plots]
-    figures = "\n".join(_figure(plot) for plot in plots)
+    figures = "\n".join(figure_html(plot) for plot in plots)
+    return html_page(title, _header(df, title, generated_at), "\n".join([
+        f'{preamble_html}\n<section class="plots">\n{figures}\n</section>',
+        f'<h2>Results</h2>\n<div class="table-wrap">\n{summary_table(df)}\n</div>',
+        layer_section(layers) if layers is not None else ""]))
+
+
+def html_page(title: str, header_html: str, main_html: str, *, extra_css: str = "") -> str:
+    """A self-contained page in the report's style (inline CSS, no fetches): every edgefarm page uses it."""
     return "\n".join([
         "<!DOCTYPE html>",
         '<html lang="en">',
@@ -74,12 +90,11 @@ def render_html(df: pd.DataFrame, title: str, generated_at: datetime, extra_plot
         f'<meta http-equiv="Content-Security-Policy" content="{CONTENT_SECURITY_POLICY}">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{escape(title)}</title>",
-        f"<style>{CSS}</style>",
+        f"<style>{CSS}{LAYER_CSS}{extra_css}</style>",
         "</head>",
         "<body>",
-        _header(df, title, generated_at),
-        f'<main>\n{preamble_html}\n<section class="plots">\n{figures}\n</section>',
-        f'<h2>Results</h2>\n<div class="table-wrap">\n{summary_table(df)}\n</div>\n</main>',
+        header_html,
+        f"<main>\n{main_html}\n</main>",
         "</body>",
         "</html>",
     ])
@@ -123,8 +138,3 @@ def _throttle_warning(df: pd.DataFrame) -> str:
     return (f'<p class="warning">⚠ {throttled} of {len(df)} results {verb} measured while the board was '
             f'throttling (flagged <span class="flag">{THROTTLED_FLAG}</span> in the table, hatched in the '
             "latency plot); their latency is not comparable with the others.</p>\n")
-
-
-def _figure(plot: Plot) -> str:
-    return (f'<figure id="{plot.figure_id}">\n{plot.svg}\n'
-            f"<figcaption>{escape(plot.caption)}</figcaption>\n</figure>")

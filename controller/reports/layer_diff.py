@@ -5,7 +5,8 @@ Matching runs in three steps (DESIGN "Per-layer tables"):
 2. an order-preserving match on op family plus a layout-insensitive output-shape signature (as TREx
    aligns two TensorRT engines), for what step 1 left;
 3. "only in A" / "only in B" for the rest.
-Reads stored results only; the CLI (cli/diff.py) and later a Python API wrap `diff_results`.
+Reads stored results only; the Python API (`Farm.diff`) wraps `diff_results`, and the CLI (cli/diff.py)
+calls the API.
 """
 from __future__ import annotations
 

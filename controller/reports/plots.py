@@ -10,6 +10,7 @@ import io
 import math
 import re
 from dataclasses import dataclass
+from html import escape
 
 import matplotlib
 import numpy as np
@@ -73,6 +74,12 @@ class Plot:
     figure_id: str
     svg: str
     caption: str
+
+
+def figure_html(plot: Plot) -> str:
+    """A plot as the page's <figure>: its SVG inline, its caption under it."""
+    return (f'<figure id="{plot.figure_id}">\n{plot.svg}\n'
+            f"<figcaption>{escape(plot.caption)}</figcaption>\n</figure>")
 
 
 def report_plots(df: pd.DataFrame) -> list[Plot]:

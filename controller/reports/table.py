@@ -111,3 +111,25 @@ def _shown_value(column: str, value: object, spec: ColumnFormat, throttled: bool
         # Read through the mask: the store may hand back True, 1 or "true".
         return "yes" if throttled else "no"
     return format_value(value, spec.number)
+
+
+def frame_table(df: pd.DataFrame, formats: dict[str, ColumnFormat], *, table_id: str = "",
+                row_classes: pd.Series | None = None) -> str:
+    """Any small frame as the report's table: the columns of `formats`, in its order, with its headers."""
+    columns = [name for name in formats if name in df.columns]
+    head = "".join(f'<th scope="col"{_num_class(formats[c])}>{escape(formats[c].header or c)}</th>' for c in columns)
+    body = []
+    for index, row in df.iterrows():
+        css = row_classes[index] if row_classes is not None else ""
+        cells = "".join(f"<td{_num_class(formats[c], row[c])}>{escape(format_value(row[c], formats[c].number))}</td>"
+                        for c in columns)
+        body.append(f'<tr class="{escape(css)}">{cells}</tr>' if css else f"<tr>{cells}</tr>")
+    ident = f' id="{escape(table_id)}"' if table_id else ""
+    return (f'<table class="results"{ident}>\n<thead><tr>{head}</tr></thead>\n'
+            f"<tbody>\n{chr(10).join(body)}\n</tbody>\n</table>")
+
+
+def _num_class(spec: ColumnFormat, value: object = 0.0) -> str:
+    if not spec.numeric:
+        return ""
+    return ' class="num na"' if isinstance(value, str) else ' class="num"'

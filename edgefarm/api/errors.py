@@ -93,6 +93,7 @@ def _internal() -> list[tuple[tuple[type[BaseException], ...], type[BadInputErro
     from edgefarm.controller.planning.scheduler import PlanError as MatrixPlanError
     from edgefarm.controller.provision.ca import CaError
     from edgefarm.controller.provision.deploy import ProvisionError
+    from edgefarm.controller.reports.layer_diff import DiffError
     from edgefarm.controller.results.store import StoreError
     from edgefarm.yaml_nodes import ConfigError
 
@@ -103,7 +104,7 @@ def _internal() -> list[tuple[tuple[type[BaseException], ...], type[BadInputErro
         ((AgentUnreachableError,), UnreachableDeviceError),
         ((LeaseError,), DeviceBusyError),
         ((CompressorError, ConfigError, AgentRejectedError, LocalAgentError, StoreError, PlanError, BaselineError,
-          MatrixPlanError, SecurityError, CaError, ProvisionError, HistoryError), BadInputError),
+          MatrixPlanError, SecurityError, CaError, ProvisionError, HistoryError, DiffError), BadInputError),
     ]
 
 

@@ -25,10 +25,21 @@ from edgefarm.api.config import (
 )
 from edgefarm.api.errors import BadInputError, translated
 from edgefarm.api.history import History
-from edgefarm.api.results import NightlyOutcome, Report, ResultRecord, Resumed, Run, capped_warnings, runs_frame
+from edgefarm.api.results import (
+    Diff,
+    NightlyOutcome,
+    Report,
+    ResultRecord,
+    Resumed,
+    Run,
+    capped_warnings,
+    runs_frame,
+)
 from edgefarm.controller.console import RunConsole
 from edgefarm.controller.planning.run_plan import AS_IS, MeasureSettings, PhaseTimes, RunOutcome, RunPlan, Target
+from edgefarm.controller.reports.layer_diff import LayerDiff
 from edgefarm.controller.results.frame import result_row
+from edgefarm.controller.results.layer_frame import LayerTables, layer_tables
 from edgefarm.controller.results.store import ResultStore, RunSummary
 
 log = logging.getLogger(__name__)
@@ -260,11 +271,35 @@ class Farm:
         """
         with translated(), self._store() as store:
             run_id = self._resolve(store, run_id)
-            frame = pd.DataFrame([result_row(r) for r in store.results(run_id)])
+            stored = store.results(run_id)
+            frame = pd.DataFrame([result_row(r) for r in stored])
             if frame.empty and (csv or html):
                 raise BadInputError(f"run {run_id} has no stored results (every job failed or it was "
                                     "interrupted early)")
-            return Report(run_id, frame, *_write_reports(frame, run_id, csv, html))
+            return Report(run_id, frame, *_write_reports(frame, run_id, csv, html, layer_tables(stored)))
+
+    def diff(self, a: str, b: str, *, device: str | None = None, csv: str | Path | None = None,
+             html: str | Path | None = None) -> Diff:
+        """Line up two stored results' per-layer profiles, as `edgefarm diff` does (reads the store,
+        never measures): groups of layers sharing source nodes, then an order-preserving match on op
+        family and output shape, then what only one side has. a / b: a result (job id), RUN:VARIANT
+        ("latest:fp32"), or a run holding one result on `device`. csv / html: also write the groups as
+        CSV and a self-contained page in the report's style.
+
+        Raises BadInputError when a side is not found, is ambiguous, or has no layer profile (the
+        message names the side and how to make one: measure with Measure(profile=True) / --profile).
+
+        Example:
+            >>> farm.run("mobilenet-v2", recipes=["fp32", "int8-static"],
+            ...          measure=edgefarm.Measure(profile=True))
+            >>> d = farm.diff("latest:fp32", "latest:int8-static", html="diff.html")
+            >>> d.frame[["family", "time_a_us", "time_b_us", "ratio", "note"]]
+        """
+        from edgefarm.controller.reports.layer_diff import diff_results
+
+        with translated(), self._store() as store:
+            found = diff_results(store, a, b, device)
+        return Diff.of(found, *_write_diff(found, _path(csv), _path(html)))
 
     def stored_runs(self, *, since: str | date | datetime | float | None = None,
                     limit: int | None = 20) -> tuple[RunSummary, ...]:
@@ -402,7 +437,7 @@ def _load(store: ResultStore, run_id: str, failures: tuple | None = None) -> Run
                tuple(ResultRecord.from_stored(r) for r in stored), failures)
 
 
-def _write_reports(frame: pd.DataFrame, run_id: str, csv, html) -> tuple[Path | None, Path | None]:
+def _write_reports(frame: pd.DataFrame, run_id: str, csv, html, layers: LayerTables) -> tuple[Path | None, Path | None]:
     from edgefarm.controller.reports import write_csv, write_html
 
     csv_path = Path(f"report-{run_id}.csv") if csv is True else _path(csv or None)
@@ -410,8 +445,20 @@ def _write_reports(frame: pd.DataFrame, run_id: str, csv, html) -> tuple[Path | 
     if csv_path is not None:
         csv_path = write_csv(frame, csv_path)
     if html_path is not None:
-        html_path = write_html(frame, html_path, title=f"edgefarm run {run_id}")
+        html_path = write_html(frame, html_path, title=f"edgefarm run {run_id}", layers=layers)
     return csv_path, html_path
+
+
+def _write_diff(diff: LayerDiff, csv: Path | None, html: Path | None) -> tuple[Path | None, Path | None]:
+    from edgefarm.controller.reports.html_report import write_page
+    from edgefarm.controller.reports.layer_html import diff_html
+
+    if csv is not None:
+        csv.parent.mkdir(parents=True, exist_ok=True)
+        diff.frame().to_csv(csv, index=False)
+    if html is not None:
+        write_page(diff_html(diff), html)
+    return csv, html
 
 
 def _shape_args(shapes: Shapes | None) -> list[str]:

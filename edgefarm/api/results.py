@@ -3,6 +3,7 @@ compact HTML table for notebooks. They only read: building one never measures an
 from __future__ import annotations
 
 import html
+import json
 import math
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ from edgefarm.controller.agents.records import BenchmarkResult, Fingerprint, Lat
 from edgefarm.controller.console import _cell
 from edgefarm.controller.nightly.run import NightlyReport, night_verdict
 from edgefarm.controller.planning.run_plan import JobFailure
+from edgefarm.controller.reports.layer_diff import LayerDiff, explain
 from edgefarm.controller.results.frame import result_row
 from edgefarm.controller.results.store import JobRecord, RunSummary, StoredResult, VariantRecord
 
@@ -145,6 +147,60 @@ class Report:
     frame: pd.DataFrame = field(repr=False, compare=False)
     csv: Path | None = None
     html: Path | None = None
+
+
+@dataclass(frozen=True)
+class Diff:
+    """Two stored results' per-layer profiles lined up, as `edgefarm diff` prints them: one row per
+    aligned group in `frame` (time in A and B, ratio, precision and placement on each side, a note
+    where the placement changed), totals by glue, op family and placement in `totals`, and a few
+    sentences on where B's time goes in `explanation`. `csv` / `html`: the files written, if asked.
+
+    Example:
+        >>> d = farm.diff("latest:fp32", "latest:int8-static")
+        >>> d.aligned_share, d.explanation[1]
+        (1.0, 'layer time: A 150.0 us, B 190.0 us (+40.0 us)')
+        >>> d.frame[["family", "time_a_us", "time_b_us", "ratio", "note"]]
+    """
+
+    a: str
+    b: str
+    aligned_share: float            # of A's compute (non-glue) layers, the share in an aligned group
+    frame: pd.DataFrame = field(repr=False, compare=False)
+    totals: pd.DataFrame = field(repr=False, compare=False)
+    explanation: tuple[str, ...] = field(repr=False, default=())
+    layers: LayerDiff | None = field(repr=False, compare=False, default=None)   # the typed groups
+    csv: Path | None = None
+    html: Path | None = None
+
+    @classmethod
+    def of(cls, diff: LayerDiff, csv: Path | None = None, html: Path | None = None) -> Diff:
+        return cls(diff.a.label, diff.b.label, diff.aligned_share, diff.frame(), diff.totals(),
+                   tuple(explain(diff)), diff, csv, html)
+
+    def text(self) -> str:
+        """The aligned groups, the totals and the explanation as plain text (what `edgefarm diff` prints)."""
+        shown = self.frame[list(TEXT_COLUMNS)].copy()
+        for column in ("layers_a", "layers_b"):
+            shown[column] = shown[column].str.slice(0, 40)
+        totals = self.totals.to_string(index=False, float_format=lambda v: f"{v:.1f}")
+        return "\n".join([shown.to_string(index=False, float_format=lambda v: f"{v:.2f}", na_rep="-"), "",
+                          totals, "", *self.explanation])
+
+    def as_json(self) -> dict:
+        """Groups and totals as JSON-ready data (what `edgefarm diff --json` prints)."""
+        return {"a": self.a, "b": self.b, "aligned_share": self.aligned_share,
+                "groups": json.loads(self.frame.to_json(orient="records")),
+                "totals": json.loads(self.totals.to_json(orient="records"))}
+
+    def _repr_html_(self) -> str:
+        rows = self.frame[list(TEXT_COLUMNS)].to_dict("records")
+        return _table(rows, caption=f"diff A {html.escape(self.a)} → B {html.escape(self.b)}",
+                      notes=self.explanation)
+
+
+TEXT_COLUMNS = ("match", "family", "layers_a", "layers_b", "time_a_us", "time_b_us", "ratio", "precision_a",
+                "precision_b", "placement_a", "placement_b", "note")
 
 
 @dataclass(frozen=True)
