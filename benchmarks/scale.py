@@ -200,7 +200,7 @@ def run_farm(store: ResultStore, cache_dir: Path, devices: dict[str, Device],
     leases = open_lease_manager(sqlite_url(cache_dir / "p6-leases.sqlite"))
     # Only a timing probe is swapped in: the runner builds its clients through its seams.
     runner = FarmRunner(store, leases, devices, MEASURE, RunConsole(quiet=True), owner="benchmark-p6",
-                        policy=RetryPolicy(), seams=RunnerSeams(client=timed_client_class(log)))
+                        policy=RetryPolicy(), seams=RunnerSeams(client=timed_client_class(log).for_device))
     try:
         wall_start = time.perf_counter()
         outcome = asyncio.run(runner.run(jobs))
