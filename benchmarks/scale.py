@@ -24,7 +24,7 @@ import statistics
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -117,7 +117,7 @@ def run_scale(cache_dir: Path) -> ScaleRun:
 def local_agents(root: Path, count: int) -> Iterator[list[LocalAgent]]:
     """`count` real agents, booted START_BATCH at a time; every one spawned is stopped at exit."""
     with ExitStack() as stack:
-        agents = [LocalAgent(root / f"agent-{i:03d}") for i in range(count)]
+        agents = [LocalAgent(root / f"agent-{i:03d}", own_session=True) for i in range(count)]
         for first in range(0, count, START_BATCH):
             batch = agents[first:first + START_BATCH]
             for agent in batch:
@@ -218,10 +218,10 @@ def timed_client_class(log: CallLog) -> type[AsyncAgentClient]:
             finally:
                 log.add(self.name, "connect", start)
 
-        async def ensure_uploaded(self, path: Path, sha256: str) -> int:
+        async def ensure_all_uploaded(self, files: Sequence[tuple[Path, str]], on_bytes=None) -> int:
             start = time.perf_counter()
             try:
-                return await super().ensure_uploaded(path, sha256)
+                return await super().ensure_all_uploaded(files, on_bytes)
             finally:
                 log.add(self.name, "upload", start)
 
@@ -246,7 +246,7 @@ def first_dispatch_ms(log: CallLog, wall_start: float) -> float:
 
 
 def turnaround_ms_mean(log: CallLog) -> float:
-    """A Benchmark call's end to the board's next call (the next job's connect), averaged."""
+    """A Benchmark call's end to the board's next call (the next job's HasArtifacts), averaged."""
     gaps = [after.start - before.end for calls in log.calls.values()
             for before, after in pairwise(calls) if before.kind == "benchmark"]
     return statistics.mean(gaps) * 1000 if gaps else float("nan")

@@ -76,7 +76,8 @@ class SqliteLeaseManager(LeaseManager):
                        reclaim: str) -> dict[str, Lease]:
         with self._transaction() as db:   # one write lock for the wave, one commit
             now = time.time()
-            free = [name for name in tokens if name in _free_boards(db, list(tokens), now, reclaim)]
+            free_now = _free_boards(db, list(tokens), now, reclaim)
+            free = [name for name in tokens if name in free_now]
             db.executemany(_TAKE, [(tokens[name], owner, purpose, now, now + ttl_s, ttl_s, name) for name in free])
         since, until = utc_from_epoch(now), utc_from_epoch(now + ttl_s)
         return {name: Lease(name, owner, purpose, tokens[name], since, until, ttl_s) for name in free}
