@@ -12,6 +12,7 @@ Planning itself is pure (controller/planning/); storing is the results store's j
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import aclosing
@@ -74,7 +75,9 @@ class FarmRunner:
         self._bytes_uploaded = 0
         self._held_elsewhere: set[str] = set()     # boards another owner holds; said once each
         self._waiting_since: dict[str, float] = {}  # job id → when it first found no board free
-        self._writes: list[asyncio.Future] = []    # results-store writes queued, oldest first
+        self._writes: set[asyncio.Future] = set()  # results-store writes not committed yet
+        self._write_error: BaseException | None = None
+        self._ended: list[asyncio.Task] = []        # jobs ended and not yet settled
 
     async def run(self, jobs: list[FarmJob]) -> FarmOutcome:
         outcome, pending, running = FarmOutcome(), list(jobs), {}
@@ -88,9 +91,7 @@ class FarmRunner:
                         break
                     await asyncio.sleep(self.policy.poll_s)
                     continue
-                done, _ = await asyncio.wait(running, timeout=self.policy.poll_s * 5,
-                                             return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
+                for task in await self._ended_jobs():
                     running.pop(task)
                     await self._settle(task.result(), pending, outcome)
         finally:
@@ -99,6 +100,7 @@ class FarmRunner:
         return outcome
 
     def _open_run(self) -> None:
+        self._ended_signal = asyncio.Event()   # made on the run's own event loop
         self._run_leases = RunLeases(self.leases, self.owner, self.policy.lease_ttl_s, self.reclaim)
         self._results = SerialThread("results")
         # seams.client read at each dial: a test may swap the seams after construction
@@ -120,19 +122,25 @@ class FarmRunner:
         await self._run_leases.close()
         try:
             await asyncio.gather(*self._writes)
+            self._raise_failed_write()
         finally:
             self._results.close()
 
     def _write(self, fn: Callable[..., None], *args: object) -> None:
         """Queue a results-store write; it commits on the store's thread while the loop goes on."""
-        self._writes.append(self._results.submit(fn, *args))
+        write = self._results.submit(fn, *args)
+        self._writes.add(write)
+        write.add_done_callback(self._written)
+
+    def _written(self, write: asyncio.Future) -> None:
+        self._writes.discard(write)
+        if not write.cancelled() and write.exception() is not None and self._write_error is None:
+            self._write_error = write.exception()
 
     def _raise_failed_write(self) -> None:
         """A store that cannot write ends the run, as a synchronous write would have."""
-        finished = [write for write in self._writes if write.done()]
-        self._writes = [write for write in self._writes if not write.done()]
-        for write in finished:
-            write.result()
+        if self._write_error is not None:
+            raise self._write_error
 
     async def _start_assignments(self, pending: list[FarmJob], running: dict) -> None:
         busy = {device for _, device in running.values()}
@@ -153,8 +161,26 @@ class FarmRunner:
                     job = offers[id(planned)][1]
                     ready.remove(job)
                     pending.remove(job)
-                    running[asyncio.ensure_future(self._run_on(job, device))] = (job, device)
+                    task = asyncio.ensure_future(self._run_on(job, device))
+                    task.add_done_callback(self._job_ended)
+                    running[task] = (job, device)
         await self._give_back_idle(running)
+
+    def _job_ended(self, task: asyncio.Task) -> None:
+        if not task.cancelled():
+            self._ended.append(task)
+            self._ended_signal.set()
+
+    async def _ended_jobs(self) -> list[asyncio.Task]:
+        """The jobs that ended since last asked, waiting a while for one. A queue fed by each job's
+        done callback, where asyncio.wait would hook and unhook every running job on each call (a
+        thousand boards: a thousand callbacks per turn of the loop)."""
+        if not self._ended:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ended_signal.wait(), self.policy.poll_s * 5)
+        self._ended_signal.clear()
+        ended, self._ended = self._ended, []
+        return ended
 
     async def _give_back_idle(self, running: dict) -> None:
         """A board this run holds with no job to give it goes back to the farm (another controller,
@@ -170,8 +196,10 @@ class FarmRunner:
     def _placement(self, job: FarmJob) -> PlannedJob:
         """The job as offered to the scheduler: a retry avoids the boards it failed on (one may be
         down) while its pool has another that is not quarantined."""
+        if not job.failed_on:   # most jobs: no scan of a thousand-board pool on every loop turn
+            return job.planned
         others = tuple(d for d in job.planned.candidates if d not in job.failed_on and d not in self._quarantined)
-        return replace(job.planned, candidates=others) if others and job.failed_on else job.planned
+        return replace(job.planned, candidates=others) if others else job.planned
 
     async def _lease(self, devices: Sequence[str]) -> frozenset[str]:
         """The boards of `devices` this run now holds; the others are quarantined (health-checked
