@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -451,3 +452,28 @@ def test_a_resume_takes_over_its_dead_runs_leases_at_once(tmp_path):
     outcome = asyncio.run(runner.run(jobs))
     assert (outcome.done, outcome.failed) == (2, []) and not any("waiting for it" in note for note in ui.notes)
     assert runner.leases.renew_many(list(dead.values())).renewed == ()
+
+
+class SlowLeases(SqliteLeaseManager):
+    """Takes its time to lease a wave, as a distant PostgreSQL server would."""
+
+    def acquire_many(self, *args, **kwargs):
+        time.sleep(0.2)
+        return super().acquire_many(*args, **kwargs)
+
+
+def test_a_run_cancelled_while_its_boards_were_being_leased_still_gives_them_back(tmp_path):
+    boards = ScriptedBoards({"board-a": ["ok"], "board-b": ["ok"]})
+    runner, jobs, _ = _scripted_runner(tmp_path, boards, ("a", "b"), ("board-a", "board-b"))
+    runner.leases = SlowLeases(tmp_path / "slow-leases.sqlite")
+
+    async def ctrl_c_during_the_lease() -> None:
+        night = asyncio.ensure_future(runner.run(jobs))
+        await asyncio.sleep(0.05)
+        night.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await night
+
+    asyncio.run(ctrl_c_during_the_lease())
+    assert boards.ran == []
+    assert [state.status for state in runner.leases.states(["board-a", "board-b"])] == ["idle", "idle"]

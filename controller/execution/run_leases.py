@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from edgefarm.controller.execution.serial_thread import SerialThread
-from edgefarm.controller.leases import DeviceState, LeaseKeeper, LeaseLost, LeaseManager
+from edgefarm.controller.leases import DeviceState, Lease, LeaseKeeper, LeaseLost, LeaseManager
 from edgefarm.controller.leases.base import quarantined_error
 
 log = logging.getLogger(__name__)
@@ -45,16 +45,25 @@ class RunLeases:
         database's own error) when the lease database fails."""
         wanted = [device for device in devices if not self.holds(device)]
         if wanted:
-            taken = await self._thread.call(self._manager.acquire_many, wanted, self._owner, PURPOSE, self._ttl_s,
-                                            self._reclaim)
-            for lease in taken.values():
-                self._keeper.add(lease)
+            taken = await self._thread.call(self._take, wanted)
             refused = await self._states([device for device in wanted if device not in taken])
         else:
             refused = []
         return Claim(frozenset(device for device in devices if self.holds(device)),
                      {s.device: str(quarantined_error([s])) for s in refused if s.status == "quarantined"},
                      {s.device: _holder(s) for s in refused if s.status != "quarantined"})
+
+    def _take(self, devices: list[str]) -> dict[str, Lease]:
+        """On the lease thread: kept from the moment they are taken, so a run cancelled while it
+        waited for them (Ctrl-C) still gives them back in close()."""
+        taken = self._manager.acquire_many(devices, self._owner, PURPOSE, self._ttl_s, self._reclaim)
+        for lease in taken.values():
+            self._keeper.add(lease)
+        return taken
+
+    def _give_back_all(self) -> None:
+        """On the lease thread, after any take still queued there."""
+        self._manager.release_many([lease for lease in map(self._keeper.remove, self.held()) if lease is not None])
 
     async def give_back(self, devices: Sequence[str]) -> None:
         leases = [lease for lease in map(self._keeper.remove, devices) if lease is not None]
@@ -75,7 +84,7 @@ class RunLeases:
         """Give every lease back; one that cannot be (the database is down) runs out within its ttl."""
         self._keeper.stop()
         try:
-            await self.give_back(self.held())
+            await self._thread.call(self._give_back_all)
         except Exception as exc:   # the run's own outcome matters more than a release the ttl makes up for
             log.warning("could not give back this run's leases (they run out by themselves): %s", exc)
         finally:
