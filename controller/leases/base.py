@@ -123,8 +123,9 @@ class LeaseManager(ABC):
 
     def acquire_many(self, devices: Sequence[str], owner: str, purpose: str, ttl_s: float,
                      reclaim: str = "") -> dict[str, Lease]:
-        """A lease on every board of `devices` that is free, by device, in one atomic statement: a
-        farm's wave of jobs takes its boards at once instead of one transaction per board.
+        """A lease on every board of `devices` that is free, by device, in one atomic step (one statement
+        on PostgreSQL, one transaction on SQLite): a farm's wave of jobs takes its boards at once
+        instead of one round trip and one commit per board.
 
         Boards held by someone else or quarantined are left out, never waited for; states() says
         which is which. reclaim: see acquire_any.
@@ -134,8 +135,8 @@ class LeaseManager(ABC):
         return self._take_all_free(tokens, owner, purpose, float(ttl_s), reclaim)
 
     def renew_many(self, leases: Sequence[Lease]) -> Renewal:
-        """Every lease's deadline pushed its ttl_s past now, in one statement; each that had expired or
-        been taken comes back as the LeaseLost renew() would raise."""
+        """Every lease's deadline pushed its ttl_s past now, in one step; each that had expired or been
+        taken comes back as the LeaseLost renew() would raise (LeaseLost.device names its board)."""
         if not leases:
             return Renewal((), ())
         deadlines = self._renew_all(list(leases))
@@ -146,7 +147,7 @@ class LeaseManager(ABC):
                        tuple(lost_error(lease, state) for lease, state in zip(gone, now, strict=True)))
 
     def release_many(self, leases: Sequence[Lease]) -> None:
-        """Give every board back in one statement; a lease already lost is left alone."""
+        """Give every board back in one step; a lease already lost is left alone."""
         if leases:
             self._release_all(list(leases))
 
