@@ -7,7 +7,7 @@ import threading
 import time
 import uuid
 from concurrent import futures
-from typing import Iterator
+from typing import Callable, Iterator
 
 import grpc
 
@@ -26,9 +26,18 @@ DEFAULT_TIMEOUT_SECONDS = 600.0
 _UPLOAD_REFUSALS = {ArtifactCorruptError: grpc.StatusCode.DATA_LOSS, StoreFullError: grpc.StatusCode.RESOURCE_EXHAUSTED}
 
 
+# How a job runs: (spec, artifact path, eval path or None, timeout_s, engine_cache_dir=, inputs_path=,
+# fidelity_path=) -> its events, ending with one Result or Failure.
+JobRunner = Callable[..., Iterator[pb.BenchmarkEvent]]
+
+
 class AgentService(pb_grpc.AgentServicer):
-    def __init__(self, store: ArtifactStore) -> None:
+    def __init__(self, store: ArtifactStore, run_job: JobRunner = run_in_worker) -> None:
+        """run_job: a worker process per job (run_in_worker), on every board. Only benchmark P6-1000,
+        which serves many simulated agents from one process, runs its jobs in-thread instead
+        (benchmarks/agent_host.py)."""
         self.store = store
+        self._run_job_in = run_job
         # Built engines live inside the store's folder, beside its tmp/; the store counts and evicts
         # only sha256-named files, so they are outside its size cap.
         self.engine_cache_dir = store.root / "engines"
@@ -104,10 +113,10 @@ class AgentService(pb_grpc.AgentServicer):
         model = str(self.store.touch(spec.artifact_sha256))
         log.info("job %s: %s on artifact %s", spec.job_id, spec.backend, spec.artifact_sha256[:12])
         eval_path = self._path(spec.eval_artifact_sha256) or None
-        for event in run_in_worker(spec, model, eval_path, spec.timeout_seconds or DEFAULT_TIMEOUT_SECONDS,
-                                   engine_cache_dir=str(self.engine_cache_dir),
-                                   inputs_path=self._path(spec.inputs_artifact_sha256),
-                                   fidelity_path=self._path(spec.fidelity_artifact_sha256)):
+        for event in self._run_job_in(spec, model, eval_path, spec.timeout_seconds or DEFAULT_TIMEOUT_SECONDS,
+                                      engine_cache_dir=str(self.engine_cache_dir),
+                                      inputs_path=self._path(spec.inputs_artifact_sha256),
+                                      fidelity_path=self._path(spec.fidelity_artifact_sha256)):
             if event.WhichOneof("event") == "result":
                 event.result.device.CopyFrom(self.device())
                 self._count(event.result)

@@ -1,5 +1,5 @@
 """P6: one controller driving 100 real agent processes on loopback through the real FarmRunner
-(grpc.aio fan-out, SQLite leases with heartbeats, the SQLite results store, retries), with the
+(grpc.aio fan-out, SQLite leases kept alive by one renewing thread, the SQLite results store, retries), with the
 simulated backend (20 ms per inference), so the figure is about scheduling, not about a model.
 
 P6-overhead-ms, the controller's time per job outside the agents' calls: per board, the wall time
@@ -15,6 +15,16 @@ threads (and so the worker process each job spawns) to the others, as on separat
 (seconds per job on 2 cores). Each agent answers one Describe before the clock starts: its first
 one imports every runtime to list them, a once-per-agent cost.
 P6-lost: jobs planned - results stored - failures recorded.
+
+Each agent runs in a session of its own, as on another host: under autogroup scheduling (Linux's
+default) a session's processes share one CPU share, so a hundred agents in the controller's session
+cut its share of its own core to about 1/200th, and anything else running on the machine (another
+engineer's tests) starved it for seconds at a time.
+
+P6-1000-overhead-ms and P6-1000-lost: the same run with 1,000 simulated agents served by
+HOSTS processes (benchmarks/agent_host.py: the agent's own gRPC service and server, many to a
+process, each job run in-thread rather than in a worker process of its own, which for a thousand
+agents on one core would only measure the CPU queue).
 """
 from __future__ import annotations
 
@@ -24,13 +34,14 @@ import statistics
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
 
+from benchmarks.agent_host import AgentHost
 from benchmarks.figures import Figure
 from edgefarm.agent.backends.simulated import PROVIDER, write_artifact
 from edgefarm.agent.digest import sha256_file
@@ -47,6 +58,8 @@ from edgefarm.controller.planning.scheduler import PlannedJob
 from edgefarm.controller.results.store import JobRecord, ResultStore, StoredResult, VariantRecord
 
 AGENTS = 100
+HOSTED_AGENTS = 1000
+HOSTS = 4                # processes serving the 1,000 agents
 JOBS_PER_AGENT = 2
 LATENCY_MS = 20.0
 START_BATCH = 16         # agents booting at once: more only queues on 2 cores
@@ -74,57 +87,93 @@ class CallLog:
 
 
 @dataclass(frozen=True)
+class Setup:
+    what: str                # the agents, for the note
+    how: str                 # the pinning
+
+
+@dataclass(frozen=True)
 class ScaleRun:
+    agents: int
     jobs: int
     outcome: FarmOutcome
     log: CallLog
     wall_start: float
     lost: int
-    pinned: str
+    setup: Setup
+
+
+@dataclass(frozen=True)
+class Agents:
+    addresses: list[str]
+    pids: list[int]          # the processes serving them (pinned apart from the controller)
+    what: str                # how they are served, for the figure's note
 
 
 def scale_figures(cache_dir: Path) -> list[Figure]:
-    run = run_scale(cache_dir)
+    hundred = run_scale(cache_dir / "p6", local_agents(cache_dir / "p6" / "agents", AGENTS))
+    thousand = run_scale(cache_dir / "p6-1000", hosted_agents(cache_dir / "p6-1000" / "agents", HOSTED_AGENTS))
+    return [*run_figures("P6", hundred), *run_figures("P6-1000", thousand)]
+
+
+def run_figures(prefix: str, run: ScaleRun) -> list[Figure]:
     overhead_ms = overhead_per_job_ms(run.log, run.wall_start, run.jobs)
     dispatch_ms, turnaround_ms = first_dispatch_ms(run.log, run.wall_start), turnaround_ms_mean(run.log)
     return [
-        Figure("P6-overhead-ms", f"scheduling overhead per job, {AGENTS} agents", overhead_ms, "ms",
+        Figure(f"{prefix}-overhead-ms", f"scheduling overhead per job, {run.agents} agents", overhead_ms, "ms",
                f"Σ per board (run start → last job end − time inside calls to it) ÷ {run.jobs} jobs; of it, "
                f"first-wave dispatch {dispatch_ms:.0f} ms per board, then {turnaround_ms:.0f} ms mean from a job's end "
-               f"to the board's next call; {AGENTS} agent processes, simulated backend {LATENCY_MS:g} ms/inference, "
-               f"{run.outcome.done} done, {len(run.outcome.failed)} failed; {run.pinned}", "<= 20"),
-        Figure("P6-lost", f"results lost, {AGENTS} agents", float(run.lost), "jobs",
+               f"to the board's next call; {run.setup.what}, simulated backend {LATENCY_MS:g} ms/inference, "
+               f"{run.outcome.done} done, {len(run.outcome.failed)} failed; {run.setup.how}", "<= 20"),
+        Figure(f"{prefix}-lost", f"results lost, {run.agents} agents", float(run.lost), "jobs",
                f"{run.jobs} planned − results stored − failures recorded, SQLite results store", "<= 0"),
     ]
 
 
-def run_scale(cache_dir: Path) -> ScaleRun:
-    with local_agents(cache_dir / "p6-agents", AGENTS) as agents:
-        devices = {f"sim-{i:03d}": _device(f"sim-{i:03d}", agent) for i, agent in enumerate(agents)}
+def run_scale(cache_dir: Path, agents_cm: AbstractContextManager[Agents]) -> ScaleRun:
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with agents_cm as agents:
+        names = [f"sim-{i:04d}" for i in range(len(agents.addresses))]
+        devices = {name: _device(name, address) for name, address in zip(names, agents.addresses, strict=True)}
         warm_up(devices)
-        store = ResultStore(cache_dir / "p6-results.sqlite")
+        store = ResultStore(cache_dir / "results.sqlite")
         try:
-            run_id, jobs = plan_jobs(store, write_artifact(cache_dir / "sim-20ms.json", LATENCY_MS), list(devices))
-            with pinned_apart([agent.pid for agent in agents]) as pinned:
+            run_id, jobs = plan_jobs(store, write_artifact(cache_dir / "sim-20ms.json", LATENCY_MS), names)
+            with pinned_apart(agents.pids) as pinned:
                 log, wall_start, outcome = run_farm(store, cache_dir, devices, jobs)
             lost = len(jobs) - len(checked_results(store, run_id)) - len(store.failures(run_id))
         finally:
             store.close()
-    return ScaleRun(len(jobs), outcome, log, wall_start, lost, pinned)
+    return ScaleRun(len(names), len(jobs), outcome, log, wall_start, lost, Setup(agents.what, pinned))
 
 
 @contextmanager
-def local_agents(root: Path, count: int) -> Iterator[list[LocalAgent]]:
-    """`count` real agents, booted START_BATCH at a time; every one spawned is stopped at exit."""
+def local_agents(root: Path, count: int) -> Iterator[Agents]:
+    """`count` real agent processes, booted START_BATCH at a time; every one spawned is stopped at exit."""
     with ExitStack() as stack:
-        agents = [LocalAgent(root / f"agent-{i:03d}") for i in range(count)]
+        agents = [LocalAgent(root / f"agent-{i:03d}", own_session=True) for i in range(count)]
         for first in range(0, count, START_BATCH):
             batch = agents[first:first + START_BATCH]
             for agent in batch:
                 stack.callback(agent.start().stop)  # registered the moment it is spawned
             for agent in batch:
                 agent.wait_ready()
-        yield agents
+        yield Agents([agent.address for agent in agents], [agent.pid for agent in agents],
+                     f"{count} agent processes")
+
+
+@contextmanager
+def hosted_agents(root: Path, count: int) -> Iterator[Agents]:
+    """`count` simulated agents served by HOSTS processes (benchmarks/agent_host.py); stopped at exit."""
+    with ExitStack() as stack:
+        share = -(-count // HOSTS)
+        hosts = [AgentHost(min(share, count - first), root / f"host-{n}")
+                 for n, first in enumerate(range(0, count, share))]
+        for host in hosts:
+            stack.callback(host.start().stop)
+        addresses = [address for host in hosts for address in host.wait_ready()]
+        yield Agents(addresses, [host.pid for host in hosts],
+                     f"{count} agents served by {len(hosts)} processes, jobs in-thread")
 
 
 def warm_up(devices: dict[str, Device]) -> None:
@@ -158,7 +207,7 @@ def pinned_apart(agent_pids: list[int]) -> Iterator[str]:
     for tid in _threads(os.getpid()):
         _pin(tid, cores[:1])
     try:
-        yield f"controller pinned to 1 core, the agents and their workers to {len(cores) - 1}"
+        yield f"controller pinned to 1 core, the agents (and any workers they spawn) to {len(cores) - 1}"
     finally:
         for tid in _threads(os.getpid()):
             _pin(tid, cores)
@@ -175,14 +224,14 @@ def _pin(pid: int, cores: list[int]) -> None:
         pass  # a thread that ended meanwhile
 
 
-def _device(name: str, agent: LocalAgent) -> Device:
-    host, port = agent.address.rsplit(":", 1)
+def _device(name: str, address: str) -> Device:
+    host, port = address.rsplit(":", 1)
     # Built in code: devices.yaml cannot name the simulated backend, so no real farm can pick it.
     return Device(name, host, int(port), {"role": "scale"}, ("simulated",))
 
 
 def plan_jobs(store: ResultStore, artifact: Path, names: list[str]) -> tuple[str, list[FarmJob]]:
-    run_id = store.new_run(f"benchmark P6: {AGENTS} simulated agents", kind="benchmark")
+    run_id = store.new_run(f"benchmark P6: {len(names)} simulated agents", kind="benchmark")
     sha, jobs = sha256_file(artifact), []
     for n in range(len(names) * JOBS_PER_AGENT):
         model = f"sim-job-{n:04d}"
@@ -197,10 +246,10 @@ def plan_jobs(store: ResultStore, artifact: Path, names: list[str]) -> tuple[str
 def run_farm(store: ResultStore, cache_dir: Path, devices: dict[str, Device],
              jobs: list[FarmJob]) -> tuple[CallLog, float, FarmOutcome]:
     log = CallLog()
-    leases = open_lease_manager(sqlite_url(cache_dir / "p6-leases.sqlite"))
+    leases = open_lease_manager(sqlite_url(cache_dir / "leases.sqlite"))
     # Only a timing probe is swapped in: the runner builds its clients through its seams.
     runner = FarmRunner(store, leases, devices, MEASURE, RunConsole(quiet=True), owner="benchmark-p6",
-                        policy=RetryPolicy(), seams=RunnerSeams(client=timed_client_class(log)))
+                        policy=RetryPolicy(), seams=RunnerSeams(client=timed_client_class(log).for_device))
     try:
         wall_start = time.perf_counter()
         outcome = asyncio.run(runner.run(jobs))
@@ -218,10 +267,10 @@ def timed_client_class(log: CallLog) -> type[AsyncAgentClient]:
             finally:
                 log.add(self.name, "connect", start)
 
-        async def ensure_uploaded(self, path: Path, sha256: str) -> int:
+        async def ensure_all_uploaded(self, files: Sequence[tuple[Path, str]], on_bytes=None) -> int:
             start = time.perf_counter()
             try:
-                return await super().ensure_uploaded(path, sha256)
+                return await super().ensure_all_uploaded(files, on_bytes)
             finally:
                 log.add(self.name, "upload", start)
 
@@ -246,7 +295,7 @@ def first_dispatch_ms(log: CallLog, wall_start: float) -> float:
 
 
 def turnaround_ms_mean(log: CallLog) -> float:
-    """A Benchmark call's end to the board's next call (the next job's connect), averaged."""
+    """A Benchmark call's end to the board's next call (the next job's HasArtifacts), averaged."""
     gaps = [after.start - before.end for calls in log.calls.values()
             for before, after in pairwise(calls) if before.kind == "benchmark"]
     return statistics.mean(gaps) * 1000 if gaps else float("nan")

@@ -3,12 +3,16 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from edgefarm.controller.agents.client import AgentUnreachableError
 from edgefarm.controller.agents.records import BenchmarkResult, DeviceInfo, Failure, JobSpec, LatencyStats, Progress
+from edgefarm.controller.agents.security import SecurityError
 from edgefarm.controller.config.inventory import Device
 from edgefarm.controller.console import RunConsole
 from edgefarm.controller.execution.farm import (
@@ -35,7 +39,7 @@ class OutageLeases(SqliteLeaseManager):
         super().__init__(path)
         self.attempts = 0
 
-    def _take_first_free(self, *args: object) -> None:
+    def _take_all_free(self, *args: object) -> None:
         self.attempts += 1
         raise sqlite3.OperationalError("unable to open database file")
 
@@ -82,10 +86,15 @@ class ScriptedBoards:
     """Fake AsyncAgentClients: each board answers its jobs with the next outcome of its script
     ("ok", "unreachable", "backend-crash", "bad-input"), and records what it was asked."""
 
-    def __init__(self, scripts: dict[str, list[str]]) -> None:
+    def __init__(self, scripts: dict[str, list[str]], job_s: float = 0.0) -> None:
         self.scripts, self.ran = scripts, []
+        self.job_s = job_s   # how long each job measures (0: at once)
+        self.dialled: list[str] = []     # one entry per client made (a channel, on a real board)
+        self.connected: list[str] = []   # one per connect + Describe
+        self.closed: list[str] = []
 
     def client(self, board: Device) -> ScriptedClient:
+        self.dialled.append(board.name)
         return ScriptedClient(self, board.name)
 
 
@@ -94,9 +103,10 @@ class ScriptedClient:
         self.boards, self.device = boards, device
 
     async def connect(self) -> DeviceInfo:
+        self.boards.connected.append(self.device)
         return DeviceInfo(hostname=self.device, protocol_version="edgefarm.v1.1")
 
-    async def ensure_uploaded(self, path: Path, sha256: str) -> int:
+    async def ensure_all_uploaded(self, files: list[tuple[Path, str]]) -> int:
         return 0
 
     async def benchmark(self, spec: JobSpec):
@@ -105,6 +115,7 @@ class ScriptedClient:
         if outcome == "unreachable":
             raise AgentUnreachableError(f"device {self.device!r}: unavailable")
         yield Progress("measure", 0.5)
+        await asyncio.sleep(self.boards.job_s)
         if outcome == "ok":
             yield BenchmarkResult(spec.job_id, spec.backend, "CPUExecutionProvider", (1_000_000,) * 10,
                                   LatencyStats(count=10, p50_ms=1.0), fps=1000.0)
@@ -112,7 +123,7 @@ class ScriptedClient:
             yield Failure(outcome, f"{outcome} on {self.device}")
 
     async def close(self) -> None:
-        pass
+        self.boards.closed.append(self.device)
 
 
 class NotingConsole(RunConsole):
@@ -278,7 +289,8 @@ def test_a_failed_check_is_repeated_with_backoff_while_the_run_lasts(tmp_path):
         checks.append(device)
         return next(outcomes), "canary failed"
 
-    boards = ScriptedBoards({"board-a": ["backend-crash"] * 2 + ["ok"] * 40, "board-b": ["ok"] * 40})
+    # Jobs that take a little time: the run must outlast three checks (after 1, 2 and 4 ms).
+    boards = ScriptedBoards({"board-a": ["backend-crash"] * 2 + ["ok"] * 40, "board-b": ["ok"] * 40}, job_s=0.005)
     runner, jobs, ui = _scripted_runner(tmp_path, boards, tuple(f"j{i}" for i in range(40)), ("board-a", "board-b"),
                                         health=flaky, quarantine_after=2, recheck_s=0.001, recheck_max_s=0.004)
     runner.seams = RunnerSeams(clock=clock, client=boards.client, health_check=flaky)
@@ -314,3 +326,154 @@ def test_without_a_lease_wait_a_job_waits_until_the_board_is_free(tmp_path):
 
     outcome = asyncio.run(run_then_release())
     assert outcome.done == 1 and outcome.failed == []
+
+
+# --- one channel per board, leases by the wave, the lease database off the event loop ----------------
+
+class CountingLeases(SqliteLeaseManager):
+    """A real SQLite lease database that counts its statements and notes the threads they ran on."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.calls: list[tuple[str, int]] = []   # (method, how many boards)
+        self.threads: set[str] = set()
+
+    def _note(self, name: str, boards: int) -> None:
+        self.calls.append((name, boards))
+        self.threads.add(threading.current_thread().name)
+
+    def acquire_many(self, devices, *args, **kwargs):
+        self._note("acquire_many", len(devices))
+        return super().acquire_many(devices, *args, **kwargs)
+
+    def release_many(self, leases):
+        self._note("release_many", len(leases))
+        return super().release_many(leases)
+
+    def states(self, devices):
+        self._note("states", len(devices))
+        return super().states(devices)
+
+    def _take_first_free(self, *args):
+        raise AssertionError("a farm run takes its boards in waves, not one by one")
+
+
+def _counted_runner(tmp_path: Path, boards: ScriptedBoards, recipes: tuple[str, ...],
+                    **policy) -> tuple[FarmRunner, list[FarmJob], NotingConsole, CountingLeases]:
+    runner, jobs, ui = _scripted_runner(tmp_path, boards, recipes, tuple(boards.scripts), **policy)
+    runner.leases = CountingLeases(tmp_path / "counted-leases.sqlite")
+    return runner, jobs, ui, runner.leases
+
+
+def test_each_board_is_dialled_and_described_once_per_run_and_closed_at_its_end(tmp_path):
+    boards = ScriptedBoards({"board-a": ["ok"] * 6, "board-b": ["ok"] * 6}, job_s=0.001)
+    runner, jobs, _ = _scripted_runner(tmp_path, boards, tuple("abcdef"), ("board-a", "board-b"))
+    outcome = asyncio.run(runner.run(jobs))
+    assert outcome.done == 6 and len(boards.ran) == 6
+    assert sorted(boards.dialled) == sorted(boards.connected) == sorted(boards.closed) == ["board-a", "board-b"]
+
+
+def test_a_transport_failure_closes_the_boards_channel_and_its_next_job_dials_afresh(tmp_path):
+    boards = ScriptedBoards({"board-a": ["unreachable", "ok", "ok"]})
+    runner, jobs, _ = _scripted_runner(tmp_path, boards, ("a", "b"), ("board-a",), quarantine_after=10)
+    outcome = asyncio.run(runner.run(jobs))
+    assert (outcome.done, outcome.failed) == (2, [])
+    assert boards.dialled == boards.connected == boards.closed == ["board-a", "board-a"]
+
+
+def test_a_wave_is_leased_in_one_statement_and_a_busy_board_keeps_its_lease_from_job_to_job(tmp_path):
+    boards = ScriptedBoards({f"board-{n}": ["ok"] * 12 for n in range(4)}, job_s=0.002)
+    runner, jobs, _, leases = _counted_runner(tmp_path, boards, tuple(f"j{n}" for n in range(12)))
+    outcome = asyncio.run(runner.run(jobs))
+    assert outcome.done == 12
+    assert leases.calls[0] == ("acquire_many", 4)   # the first wave: every board at once
+    assert [call for call in leases.calls if call[0] == "acquire_many"] == [("acquire_many", 4)]
+    assert sum(boards for name, boards in leases.calls if name == "release_many") == 4
+    assert [state.status for state in leases.states(list(boards.scripts))] == ["idle"] * 4
+
+
+def test_the_lease_database_is_never_called_on_the_event_loops_thread(tmp_path):
+    boards = ScriptedBoards({"board-a": ["ok"] * 4, "board-b": ["ok"] * 4})
+    runner, jobs, _, leases = _counted_runner(tmp_path, boards, ("a", "b", "c", "d"))
+    alice = SqliteLeaseManager(leases.path)   # another controller: the run must ask `states` who holds board-b
+    alice.acquire("board-b", "alice@laptop", "debugging", ttl_s=0.3)
+    outcome = asyncio.run(runner.run(jobs))
+    assert outcome.done == 4 and {name for name, _ in leases.calls} >= {"acquire_many", "states", "release_many"}
+    assert leases.threads and threading.main_thread().name not in leases.threads
+
+
+def test_a_board_with_no_job_left_is_given_back_while_the_others_still_measure(tmp_path):
+    boards = ScriptedBoards({"board-a": ["ok"] * 3, "board-b": ["ok"] * 3}, job_s=0.05)
+    runner, jobs, _ = _scripted_runner(tmp_path, boards, ("a", "b", "c"), ("board-a", "board-b"))
+    seen: list[list[str]] = []
+
+    async def watch() -> FarmOutcome:
+        night = asyncio.ensure_future(runner.run(jobs))
+        while not night.done():
+            seen.append([state.status for state in runner.leases.states(["board-a", "board-b"])])
+            await asyncio.sleep(0.005)
+        return await night
+
+    outcome = asyncio.run(watch())
+    assert outcome.done == 3 and ["leased", "leased"] in seen
+    assert ["idle", "leased"] in seen or ["leased", "idle"] in seen   # one board's last job outlasted the other's
+
+
+def test_a_board_that_cannot_be_dialled_as_declared_is_an_infrastructure_failure_retried_elsewhere(tmp_path):
+    boards = ScriptedBoards({"board-a": [], "board-b": ["ok"]})
+
+    def dial(board: Device) -> ScriptedClient:
+        if board.name == "board-a":
+            raise SecurityError("board-a declares security: tls, but this controller has no CA")
+        return boards.client(board)
+
+    runner, jobs, ui = _scripted_runner(tmp_path, boards, ("fp32",), ("board-a", "board-b"))
+    runner.seams = replace(runner.seams, client=dial)
+    outcome = asyncio.run(runner.run(jobs))
+    assert (outcome.done, outcome.failed) == (1, [])
+    assert any("on board-a: infrastructure: board-a declares security: tls" in note for note in ui.notes)
+
+
+def test_an_engineers_run_is_refused_at_once_on_a_board_someone_else_holds(tmp_path):
+    boards = ScriptedBoards({"board-a": ["ok"]})
+    runner, jobs, _ = _scripted_runner(tmp_path, boards, ("fp32",), ("board-a",), wait_for_leases=False)
+    runner.leases.acquire("board-a", "alice@laptop", "debugging", ttl_s=600)
+    with pytest.raises(LeaseError, match=r"device 'board-a' is leased by alice@laptop \(debugging\) for \d+ s "
+                                         "more; try again later"):
+        asyncio.run(runner.run(jobs))
+    assert boards.ran == []
+
+
+def test_a_resume_takes_over_its_dead_runs_leases_at_once(tmp_path):
+    boards = ScriptedBoards({"board-a": ["ok"], "board-b": ["ok"]})
+    runner, jobs, ui = _scripted_runner(tmp_path, boards, ("a", "b"), ("board-a", "board-b"), lease_wait_s=0.5)
+    dead = runner.leases.acquire_many(["board-a", "board-b"], "ci@runner-3/RUN-1", "edgefarm farm run", ttl_s=600)
+    runner.owner, runner.reclaim = "ci@runner-4/RUN-1", "/RUN-1"
+    outcome = asyncio.run(runner.run(jobs))
+    assert (outcome.done, outcome.failed) == (2, []) and not any("waiting for it" in note for note in ui.notes)
+    assert runner.leases.renew_many(list(dead.values())).renewed == ()
+
+
+class SlowLeases(SqliteLeaseManager):
+    """Takes its time to lease a wave, as a distant PostgreSQL server would."""
+
+    def acquire_many(self, *args, **kwargs):
+        time.sleep(0.2)
+        return super().acquire_many(*args, **kwargs)
+
+
+def test_a_run_cancelled_while_its_boards_were_being_leased_still_gives_them_back(tmp_path):
+    boards = ScriptedBoards({"board-a": ["ok"], "board-b": ["ok"]})
+    runner, jobs, _ = _scripted_runner(tmp_path, boards, ("a", "b"), ("board-a", "board-b"))
+    runner.leases = SlowLeases(tmp_path / "slow-leases.sqlite")
+
+    async def ctrl_c_during_the_lease() -> None:
+        night = asyncio.ensure_future(runner.run(jobs))
+        await asyncio.sleep(0.05)
+        night.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await night
+
+    asyncio.run(ctrl_c_during_the_lease())
+    assert boards.ran == []
+    assert [state.status for state in runner.leases.states(["board-a", "board-b"])] == ["idle", "idle"]

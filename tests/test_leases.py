@@ -28,8 +28,10 @@ from edgefarm.controller.leases import (
     Heartbeat,
     Lease,
     LeaseError,
+    LeaseKeeper,
     LeaseLost,
     LeaseManager,
+    Renewal,
     open_lease_manager,
     sqlite_url,
 )
@@ -39,6 +41,7 @@ PAST_SHORT_TTL_S = 0.7
 HEARTBEAT_TTL_S = 30.0   # beats every 10 s of fake time: three must go missing before it runs out
 RACE_ATTEMPTS = 50
 RACE_HOLD_S = 0.004
+RACE_WAVE = ("wave-a", "wave-b", "wave-c")
 WAIT_LIMIT_S = 10.0   # every wait in these tests gives up after this
 
 
@@ -235,6 +238,107 @@ class LeaseContract:
         heartbeat.release()
         assert other_controller.states(["orin-01"])[0].lease.owner == "alice@laptop"
 
+    def test_acquire_many_takes_every_free_board_of_a_wave_at_once(self, leases: LeaseManager,
+                                                                    other_controller: LeaseManager) -> None:
+        wave = ["pi-a", "pi-b", "pi-c", "pi-d", "pi-a"]   # a name twice is one board
+        leases.quarantine("pi-b", "SD card read-only")
+        held = other_controller.acquire("pi-c", "alice@laptop", "debugging", ttl_s=30)
+        taken = leases.acquire_many(wave, "nightly@ci-runner-3", "edgefarm farm run", ttl_s=30)
+        assert sorted(taken) == ["pi-a", "pi-d"]
+        assert all((lease.device, lease.owner, lease.ttl_s) == (device, "nightly@ci-runner-3", 30)
+                   for device, lease in taken.items())
+        assert len({lease.token for lease in taken.values()} | {held.token}) == 3
+        states = {state.device: state for state in other_controller.states(["pi-a", "pi-b", "pi-c", "pi-d"])}
+        assert [states[d].status for d in ("pi-a", "pi-b", "pi-c", "pi-d")] == ["leased", "quarantined", "leased",
+                                                                                 "leased"]
+        assert states["pi-a"].lease == taken["pi-a"] and states["pi-c"].lease == held
+        assert other_controller.acquire_many(wave, "alice@laptop", "debugging", ttl_s=30) == {}
+        with pytest.raises(LeaseError):
+            leases.acquire_many([], "nightly@ci-runner-3", "p", ttl_s=30)
+
+    def test_acquire_many_takes_over_a_dead_runs_leases_only_with_reclaim(self, leases: LeaseManager,
+                                                                          other_controller: LeaseManager) -> None:
+        dead = leases.acquire_many(["orin-01", "orin-02"], "ci@runner-3/RUN-1", "edgefarm farm run", ttl_s=60)
+        assert other_controller.acquire_many(["orin-01", "orin-02"], "ci@runner-4/RUN-1", "resume", 60) == {}
+        taken = other_controller.acquire_many(["orin-01", "orin-02"], "ci@runner-4/RUN-1", "edgefarm farm run", 60,
+                                              reclaim="/RUN-1")
+        assert sorted(taken) == ["orin-01", "orin-02"]
+        assert leases.renew_many(list(dead.values())).renewed == ()
+
+    def test_renew_many_renews_the_held_leases_and_says_why_each_other_was_lost(
+            self, leases: LeaseManager, other_controller: LeaseManager) -> None:
+        taken = leases.acquire_many(["x86-01", "x86-02", "x86-03"], "nightly@ci-runner-3", "night", ttl_s=30)
+        leases.release(taken["x86-02"])   # stands in for its expiry, then someone else takes the board
+        alice = other_controller.acquire("x86-02", "alice@laptop", "debugging", ttl_s=30)
+        leases.release(taken["x86-03"])
+        time.sleep(0.05)
+        renewal = leases.renew_many(list(taken.values()))
+        (renewed,) = renewal.renewed
+        assert renewed.device == "x86-01" and renewed.token == taken["x86-01"].token
+        assert renewed.expires_at > taken["x86-01"].expires_at
+        assert other_controller.states(["x86-01"])[0].lease == renewed
+        assert [lost.device for lost in renewal.lost] == ["x86-02", "x86-03"]
+        assert all(isinstance(lost, LeaseLost) for lost in renewal.lost)
+        assert "now held by alice@laptop" in str(renewal.lost[0]) and "free again" in str(renewal.lost[1])
+        assert other_controller.states(["x86-02"])[0].lease == alice
+        assert leases.renew_many([]) == Renewal((), ())
+
+    def test_release_many_frees_only_the_leases_still_held(self, leases: LeaseManager,
+                                                           other_controller: LeaseManager) -> None:
+        taken = leases.acquire_many(["pi-a", "pi-b", "pi-c"], "nightly@ci-runner-3", "night", ttl_s=SHORT_TTL_S)
+        time.sleep(PAST_SHORT_TTL_S)
+        alice = other_controller.acquire("pi-b", "alice@laptop", "debugging", ttl_s=30)
+        leases.release_many(list(taken.values()))   # pi-b's lease ran out and is alice's now: left alone
+        states = other_controller.states(["pi-a", "pi-b", "pi-c"])
+        assert [s.status for s in states] == ["idle", "leased", "idle"] and states[1].lease == alice
+        leases.release_many([])
+
+    def test_lease_keeper_renews_every_lease_in_one_call_per_beat(
+            self, leases: LeaseManager, other_controller: LeaseManager, monkeypatch: pytest.MonkeyPatch) -> None:
+        taken = leases.acquire_many(["orin-01", "orin-02"], "nightly@ci-runner-3", "night", ttl_s=HEARTBEAT_TTL_S)
+        fake, calls = FakeTime(end_s=3 * HEARTBEAT_TTL_S), []
+        renew_many = leases.renew_many
+        monkeypatch.setattr(leases, "renew_many", lambda held: calls.append((fake.now_s, len(held))) or
+                            renew_many(held))
+        keeper = LeaseKeeper(leases, HEARTBEAT_TTL_S / 3, clock=fake.clock)
+        for lease in taken.values():
+            keeper.add(lease)
+        keeper.start()
+        assert fake.parked.wait(WAIT_LIMIT_S)
+        assert calls == [(10.0 * n, 2) for n in range(1, 10)]   # nine beats, each one call for both leases
+        assert other_controller.acquire_many(list(taken), "alice@laptop", "debugging", ttl_s=30) == {}
+        assert keeper.lease("orin-01").expires_at > taken["orin-01"].expires_at
+        keeper.check("orin-01")
+        keeper.stop()
+        leases.release_many([keeper.remove("orin-01"), keeper.remove("orin-02")])
+        assert keeper.leases() == [] and [s.status for s in other_controller.states(list(taken))] == ["idle", "idle"]
+
+    def test_lease_keeper_drops_a_lost_lease_and_keeps_the_others(self, leases: LeaseManager,
+                                                                  other_controller: LeaseManager) -> None:
+        taken = leases.acquire_many(["orin-01", "orin-02"], "nightly@ci-runner-3", "night", ttl_s=HEARTBEAT_TTL_S)
+        leases.release(taken["orin-02"])   # the controller froze past the deadline; alice took the board
+        assert other_controller.acquire("orin-02", "alice@laptop", "debugging", ttl_s=30) is not None
+        fake, lost = FakeTime(end_s=2 * HEARTBEAT_TTL_S), []
+        keeper = LeaseKeeper(leases, HEARTBEAT_TTL_S / 3, on_lost=lost.append, clock=fake.clock)
+        for lease in taken.values():
+            keeper.add(lease)
+        keeper.start()
+        assert fake.parked.wait(WAIT_LIMIT_S)
+        keeper.stop()
+        assert [error.device for error in lost] == ["orin-02"]
+        assert keeper.lease("orin-02") is None and keeper.lease("orin-01") is not None
+        with pytest.raises(LeaseLost, match="now held by alice@laptop"):
+            keeper.check("orin-02")
+        assert other_controller.states(["orin-01"])[0].lease == keeper.lease("orin-01")
+
+    @pytest.mark.slow
+    def test_two_controllers_taking_waves_never_hold_a_board_at_once(self, lease_url: str, tmp_path: Path) -> None:
+        holdings = race_for_one_board(lease_url, tmp_path, workers=2, wave=RACE_WAVE)
+        for board in RACE_WAVE:
+            spans = [span for owner in holdings for device, *span in holdings[owner] if device == board]
+            assert spans, f"nobody ever got {board}"
+            assert find_overlaps([tuple(span) for span in spans]) == []
+
     @pytest.mark.slow
     def test_two_controller_processes_racing_never_hold_a_board_at_once(self, lease_url: str,
                                                                          tmp_path: Path) -> None:
@@ -256,23 +360,27 @@ class TestSqliteLeases(LeaseContract):
 
 # --- racing from separate processes ------------------------------------------------------------
 
-def race_for_one_board(url: str, folder: Path, workers: int) -> dict[str, list[tuple[int, int]]]:
-    """Each worker process tries RACE_ATTEMPTS times to take, hold and release one board.
+def race_for_one_board(url: str, folder: Path, workers: int, wave: tuple[str, ...] = ()) -> dict[str, list]:
+    """Each worker process tries RACE_ATTEMPTS times to take, hold and release one board (or, given
+    a wave, whichever of its boards acquire_many gets).
 
     Returns each worker's holdings as (start, end) in monotonic ns (one clock for all processes
-    on Linux), measured inside the time the worker believed it held the lease.
+    on Linux), measured inside the time the worker believed it held the lease; with a wave, as
+    (board, start, end).
     """
     context = multiprocessing.get_context("spawn")   # fork would copy pytest's threads and connections
     start_together = context.Barrier(workers)
     processes = {f"worker-{n}@race": context.Process(
-        target=race_worker, args=(url, f"worker-{n}@race", start_together, folder / f"worker-{n}.txt"))
+        target=race_worker if not wave else wave_race_worker,
+        args=(url, f"worker-{n}@race", start_together, folder / f"worker-{n}.txt", *((wave,) if wave else ())))
         for n in range(workers)}
     for process in processes.values():
         process.start()
     for process in processes.values():
         process.join(60)
     assert all(process.exitcode == 0 for process in processes.values()), "a race worker failed"
-    return {owner: _read_spans(folder / f"{owner.split('@')[0]}.txt") for owner in processes}
+    read = _read_spans if not wave else _read_board_spans
+    return {owner: read(folder / f"{owner.split('@')[0]}.txt") for owner in processes}
 
 
 def race_worker(url: str, owner: str, start_together: Barrier, out: Path) -> None:
@@ -288,6 +396,25 @@ def race_worker(url: str, owner: str, start_together: Barrier, out: Path) -> Non
                 leases.release(lease)
             time.sleep(RACE_HOLD_S)   # give the other worker its chance
     out.write_text("".join(f"{start} {end}\n" for start, end in spans))
+
+
+def wave_race_worker(url: str, owner: str, start_together: Barrier, out: Path, wave: tuple[str, ...]) -> None:
+    with open_lease_manager(url) as leases:
+        start_together.wait(WAIT_LIMIT_S * 3)
+        spans = []
+        for _ in range(RACE_ATTEMPTS):
+            taken = leases.acquire_many(wave, owner, "race", ttl_s=30)
+            start = time.monotonic_ns()
+            time.sleep(RACE_HOLD_S)
+            spans += [(device, start, time.monotonic_ns()) for device in taken]
+            leases.release_many(list(taken.values()))
+            time.sleep(RACE_HOLD_S)
+    out.write_text("".join(f"{device} {start} {end}\n" for device, start, end in spans))
+
+
+def _read_board_spans(path: Path) -> list[tuple[str, int, int]]:
+    return [(device, int(start), int(end)) for device, start, end in
+            (line.split() for line in path.read_text().splitlines())]
 
 
 def _read_spans(path: Path) -> list[tuple[int, int]]:
@@ -339,10 +466,16 @@ class _DatabaseDown(LeaseManager):
     def _take_first_free(self, *args: object) -> Lease | None:
         raise AssertionError("not used")
 
+    _take_all_free = _take_first_free
+
     def renew(self, lease: Lease) -> Lease:
         raise LeaseError("lease database postgresql://farm-db/edgefarm: connection refused")
 
-    release = quarantine = unquarantine = states = close = record_check = last_checks = lambda self, *args: None
+    def _renew_all(self, leases: list[Lease]) -> dict:
+        raise LeaseError("lease database postgresql://farm-db/edgefarm: connection refused")
+
+    release = quarantine = unquarantine = states = close = record_check = last_checks = _release_all = \
+        lambda self, *args: None
 
 
 def test_heartbeat_counts_a_lease_lost_once_the_database_stayed_down_for_its_ttl() -> None:
@@ -354,6 +487,22 @@ def test_heartbeat_counts_a_lease_lost_once_the_database_stayed_down_for_its_ttl
     with pytest.raises(LeaseLost, match="not renewed for 30 s.*connection refused"):
         heartbeat.check()
     heartbeat.stop()
+
+
+def test_lease_keeper_counts_a_lease_lost_once_the_database_stayed_down_for_its_ttl() -> None:
+    early = Lease("a", "nightly@ci-runner-3", "job", "t1", NOON, NOON + timedelta(seconds=30), 30)
+    fake, lost = FakeTime(end_s=50.0), []
+    keeper = LeaseKeeper(_DatabaseDown(), 10.0, on_lost=lost.append, clock=fake.clock)
+    keeper.add(early)
+    keeper.start()
+    assert fake.parked.wait(WAIT_LIMIT_S)
+    keeper.stop()
+    # failed beats at 10 and 20 s were retried; at 30 s the lease had gone its ttl without renewal
+    assert [error.device for error in lost] == ["a"] and keeper.leases() == []
+    with pytest.raises(LeaseLost, match="not renewed for 30 s.*connection refused"):
+        keeper.check("a")
+    keeper.add(early)   # taken again: counted afresh
+    keeper.check("a")
 
 
 class _DatabaseBack(_DatabaseDown):

@@ -41,6 +41,17 @@ def test_a_board_locked_by_another_controller_is_skipped_not_waited_for(fresh_po
         assert leases.acquire("pi-a", "alice@laptop", "debugging", ttl_s=30) is not None
 
 
+def test_a_wave_skips_the_boards_another_controller_is_locking(fresh_postgres_url: str) -> None:
+    with open_lease_manager(fresh_postgres_url) as leases:
+        leases.release_many(list(leases.acquire_many(["pi-a", "pi-b", "pi-c"], "setup", "rows", ttl_s=30).values()))
+        with psycopg.connect(fresh_postgres_url) as other_controller:
+            other_controller.execute("SELECT 1 FROM device_leases WHERE device = 'pi-b' FOR UPDATE")
+            taken = leases.acquire_many(["pi-a", "pi-b", "pi-c"], "alice@laptop", "debugging", ttl_s=30)
+            assert sorted(taken) == ["pi-a", "pi-c"]   # not blocked on pi-b's row lock
+            other_controller.rollback()
+        assert list(leases.acquire_many(["pi-a", "pi-b", "pi-c"], "bob@laptop", "debugging", ttl_s=30)) == ["pi-b"]
+
+
 def test_deadlines_come_from_the_database_clock(fresh_postgres_url: str, monkeypatch) -> None:
     with open_lease_manager(fresh_postgres_url) as leases, psycopg.connect(fresh_postgres_url) as db:
         real_time = time.time

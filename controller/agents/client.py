@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -140,6 +140,19 @@ class AsyncAgentClient:
         if not await self.missing([sha256]):
             return 0
         return await self.upload(path, sha256, on_bytes)
+
+    async def ensure_all_uploaded(self, files: Sequence[tuple[Path, str]],
+                                  on_bytes: Callable[[int], None] | None = None) -> int:
+        """Ship each (path, sha256) the agent lacks, after one HasArtifacts call for all of them (a job's
+        model, input data and evaluation set); returns the bytes sent."""
+        if not files:
+            return 0
+        missing, sent = set(await self.missing(list(dict.fromkeys(sha for _, sha in files)))), 0
+        for path, sha256 in files:
+            if sha256 in missing:
+                missing.discard(sha256)   # one upload per digest, however many paths carry it
+                sent += await self.upload(path, sha256, on_bytes)
+        return sent
 
     async def benchmark(self, spec: JobSpec) -> AsyncIterator[wire.Event]:
         """Progress records, then exactly one BenchmarkResult or Failure."""

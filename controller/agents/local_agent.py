@@ -20,8 +20,13 @@ class LocalAgentError(Exception):
 class LocalAgent:
     """Context manager: starts `python -m agent serve --port 0`, reads the bound port, stops it at exit."""
 
-    def __init__(self, cache_dir: Path, python: str = sys.executable) -> None:
+    def __init__(self, cache_dir: Path, python: str = sys.executable, own_session: bool = False) -> None:
+        """own_session: start the agent in a session of its own, as if on another host: with autogroup
+        scheduling (Linux's default) a session's processes share one CPU share, so a hundred agents in
+        the controller's session would starve it (benchmark P6). Ctrl-C at a terminal then reaches only
+        the controller, which stops the agent on its way out."""
         self.cache_dir = cache_dir
+        self._own_session = own_session
         self._cmd = [python, "-m", "edgefarm.agent", "serve", "--host", "127.0.0.1", "--port", "0",
                      "--cache-dir", str(cache_dir)]
         self._proc: subprocess.Popen | None = None
@@ -38,7 +43,8 @@ class LocalAgent:
         # stderr goes to a file: an unread pipe would block the agent once it fills.
         self.log_path = self.cache_dir / "agent.log"
         with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(self._cmd, stdout=subprocess.PIPE, stderr=log, text=True)
+            self._proc = subprocess.Popen(self._cmd, stdout=subprocess.PIPE, stderr=log, text=True,
+                                          start_new_session=self._own_session)
         return self
 
     def wait_ready(self) -> str:

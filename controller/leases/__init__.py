@@ -18,13 +18,15 @@ from edgefarm.controller.leases.base import (
     LeaseError,
     LeaseLost,
     LeaseManager,
+    Renewal,
     default_owner,
     format_time,
 )
-from edgefarm.controller.leases.heartbeat import Heartbeat
+from edgefarm.controller.leases.heartbeat import Heartbeat, LeaseKeeper
 
-__all__ = ["DeviceQuarantinedError", "DeviceState", "HealthCheck", "Heartbeat", "Lease", "LeaseError", "LeaseLost",
-           "LeaseManager", "URL_FORMS", "default_owner", "format_time", "open_lease_manager", "sqlite_url"]
+__all__ = ["DeviceQuarantinedError", "DeviceState", "HealthCheck", "Heartbeat", "Lease", "LeaseError", "LeaseKeeper",
+           "LeaseLost", "LeaseManager", "Renewal", "URL_FORMS", "default_owner", "format_time", "open_lease_manager",
+           "sqlite_url"]
 
 URL_FORMS = ("sqlite:///path/to/leases.sqlite", "postgresql://user@host:5432/dbname")
 

@@ -12,7 +12,7 @@ import socket
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -33,6 +33,10 @@ class DeviceQuarantinedError(LeaseError):
 class LeaseLost(LeaseError):
     """A lease expired (and may have been taken by another owner) before it was renewed."""
 
+    def __init__(self, message: str, device: str = "") -> None:
+        super().__init__(message)
+        self.device = device    # the board whose lease it was
+
 
 @dataclass(frozen=True)
 class Lease:
@@ -45,6 +49,14 @@ class Lease:
     acquired_at: datetime       # the lease database's clock, UTC
     expires_at: datetime        # pushed forward by renew()
     ttl_s: float
+
+
+@dataclass(frozen=True)
+class Renewal:
+    """What one renew_many did: the leases renewed (new deadlines) and why each of the others was lost."""
+
+    renewed: tuple[Lease, ...]
+    lost: tuple[LeaseLost, ...]
 
 
 @dataclass(frozen=True)
@@ -109,11 +121,55 @@ class LeaseManager(ABC):
                 raise quarantined_error(states)
         return lease
 
+    def acquire_many(self, devices: Sequence[str], owner: str, purpose: str, ttl_s: float,
+                     reclaim: str = "") -> dict[str, Lease]:
+        """A lease on every board of `devices` that is free, by device, in one atomic step (one statement
+        on PostgreSQL, one transaction on SQLite): a farm's wave of jobs takes its boards at once
+        instead of one round trip and one commit per board.
+
+        Boards held by someone else or quarantined are left out, never waited for; states() says
+        which is which. reclaim: see acquire_any.
+        """
+        check_request(devices, owner, ttl_s)
+        tokens = {device: uuid.uuid4().hex for device in dict.fromkeys(devices)}
+        return self._take_all_free(tokens, owner, purpose, float(ttl_s), reclaim)
+
+    def renew_many(self, leases: Sequence[Lease]) -> Renewal:
+        """Every lease's deadline pushed its ttl_s past now, in one step; each that had expired or been
+        taken comes back as the LeaseLost renew() would raise (LeaseLost.device names its board)."""
+        if not leases:
+            return Renewal((), ())
+        deadlines = self._renew_all(list(leases))
+        gone = [lease for lease in leases if lease.token not in deadlines]
+        now = self.states([lease.device for lease in gone]) if gone else []
+        return Renewal(tuple(replace(lease, expires_at=deadlines[lease.token]) for lease in leases
+                             if lease.token in deadlines),
+                       tuple(lost_error(lease, state) for lease, state in zip(gone, now, strict=True)))
+
+    def release_many(self, leases: Sequence[Lease]) -> None:
+        """Give every board back in one step; a lease already lost is left alone."""
+        if leases:
+            self._release_all(list(leases))
+
     @abstractmethod
     def _take_first_free(self, pool: list[str], owner: str, purpose: str, ttl_s: float,
                          token: str, reclaim: str) -> Lease | None:
         """In one atomic step: the first board of `pool` neither leased (except by an owner ending in
         `reclaim`, when given) nor quarantined, leased to `owner`."""
+
+    @abstractmethod
+    def _take_all_free(self, tokens: dict[str, str], owner: str, purpose: str, ttl_s: float,
+                       reclaim: str) -> dict[str, Lease]:
+        """In one atomic step: every board of `tokens` (device → new token) that _take_first_free
+        could take, leased to `owner` under its token."""
+
+    @abstractmethod
+    def _renew_all(self, leases: list[Lease]) -> dict[str, datetime]:
+        """In one step: the new deadline of each lease still held (by token); the lost are left out."""
+
+    @abstractmethod
+    def _release_all(self, leases: list[Lease]) -> None:
+        """In one step: free each board whose lease (token) is still the one given."""
 
     @abstractmethod
     def renew(self, lease: Lease) -> Lease:
@@ -192,7 +248,7 @@ def lost_error(lease: Lease, now: DeviceState) -> LeaseLost:
               else "it is free again")
     return LeaseLost(f"lease on {lease.device!r} for {lease.owner} ({lease.purpose}) was lost: its deadline "
                      f"{format_time(lease.expires_at)} passed or it was released before renewal, and {holder}; "
-                     f"stop using the board")
+                     f"stop using the board", lease.device)
 
 
 def like_suffix(suffix: str) -> str:

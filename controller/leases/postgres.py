@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -53,6 +54,23 @@ SET token = %(token)s, owner = %(owner)s, purpose = %(purpose)s, acquired_at = n
     expires_at = now() + make_interval(secs => %(ttl_s)s), ttl_s = %(ttl_s)s
 FROM chosen WHERE board.device = chosen.device
 RETURNING board.device, board.acquired_at, board.expires_at"""
+# The same rule as _TAKE_FIRST_FREE, for every board of a wave at once, each under its own token.
+_TAKE_ALL_FREE = """
+WITH chosen AS (
+    SELECT board.device, wanted.token FROM device_leases AS board
+    JOIN unnest(%(pool)s::text[], %(tokens)s::text[]) AS wanted (device, token) ON wanted.device = board.device
+    WHERE board.quarantined_since IS NULL
+      AND (board.token IS NULL OR board.expires_at <= now() OR board.owner LIKE %(reclaim)s ESCAPE '\\')
+    FOR UPDATE OF board SKIP LOCKED)
+UPDATE device_leases AS board
+SET token = chosen.token, owner = %(owner)s, purpose = %(purpose)s, acquired_at = now(),
+    expires_at = now() + make_interval(secs => %(ttl_s)s), ttl_s = %(ttl_s)s
+FROM chosen WHERE board.device = chosen.device
+RETURNING board.device, board.acquired_at, board.expires_at"""
+_RENEW_ALL = """UPDATE device_leases SET expires_at = now() + make_interval(secs => ttl_s)
+WHERE token = ANY(%s::text[]) AND expires_at > now() RETURNING token, expires_at"""
+_RELEASE_ALL = """UPDATE device_leases SET token = NULL, owner = NULL, purpose = NULL, acquired_at = NULL,
+    expires_at = NULL, ttl_s = NULL WHERE token = ANY(%s::text[])"""
 _RENEW = """UPDATE device_leases SET expires_at = now() + make_interval(secs => ttl_s)
 WHERE device = %s AND token = %s AND expires_at > now() RETURNING expires_at"""
 _RELEASE = """UPDATE device_leases SET token = NULL, owner = NULL, purpose = NULL, acquired_at = NULL,
@@ -97,6 +115,21 @@ class PostgresLeaseManager(LeaseManager):
             return None
         device, acquired_at, expires_at = rows[0]
         return Lease(device, owner, purpose, token, acquired_at, expires_at, ttl_s)
+
+    def _take_all_free(self, tokens: dict[str, str], owner: str, purpose: str, ttl_s: float,
+                       reclaim: str) -> dict[str, Lease]:
+        pool = list(tokens)
+        self._ensure_rows(pool)
+        rows = self._run(_TAKE_ALL_FREE, {"pool": pool, "tokens": [tokens[name] for name in pool], "owner": owner,
+                                          "purpose": purpose, "ttl_s": ttl_s, "reclaim": like_suffix(reclaim)})
+        return {device: Lease(device, owner, purpose, tokens[device], acquired_at, expires_at, ttl_s)
+                for device, acquired_at, expires_at in rows}
+
+    def _renew_all(self, leases: list[Lease]) -> dict[str, datetime]:
+        return dict(self._run(_RENEW_ALL, ([lease.token for lease in leases],)))
+
+    def _release_all(self, leases: list[Lease]) -> None:
+        self._run(_RELEASE_ALL, ([lease.token for lease in leases],))
 
     def renew(self, lease: Lease) -> Lease:
         rows = self._run(_RENEW, (lease.device, lease.token))

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 
 from edgefarm.controller.leases.base import (
@@ -35,6 +36,8 @@ _CHECKS_SCHEMA = """CREATE TABLE IF NOT EXISTS health_checks (
     checked_by TEXT NOT NULL, next_due REAL)"""
 _CHECKS_INDEX = "CREATE INDEX IF NOT EXISTS health_checks_by_device ON health_checks (device, checked_at)"
 _TIME_COLUMNS = tuple(ROW_COLUMNS.index(name) for name in ("acquired_at", "expires_at", "quarantined_since"))
+_TAKE = "UPDATE device_leases SET token = ?, owner = ?, purpose = ?, acquired_at = ?, expires_at = ?, ttl_s = ? " \
+        "WHERE device = ?"
 _NO_LEASE = "token = NULL, owner = NULL, purpose = NULL, acquired_at = NULL, expires_at = NULL, ttl_s = NULL"
 
 
@@ -61,20 +64,41 @@ class SqliteLeaseManager(LeaseManager):
                          token: str, reclaim: str) -> Lease | None:
         with self._transaction() as db:
             now = time.time()
-            db.executemany("INSERT OR IGNORE INTO device_leases (device) VALUES (?)", [(name,) for name in pool])
-            marks = ", ".join("?" * len(pool))
-            free = {row[0] for row in db.execute(
-                f"SELECT device FROM device_leases WHERE device IN ({marks}) AND quarantined_since IS NULL "
-                "AND (token IS NULL OR expires_at <= ? OR owner LIKE ? ESCAPE '\\')",
-                (*pool, now, like_suffix(reclaim)))}
+            free = _free_boards(db, pool, now, reclaim)
             chosen = next((name for name in pool if name in free), None)
             if chosen is not None:
-                db.execute("UPDATE device_leases SET token = ?, owner = ?, purpose = ?, acquired_at = ?, "
-                           "expires_at = ?, ttl_s = ? WHERE device = ?",
-                           (token, owner, purpose, now, now + ttl_s, ttl_s, chosen))
+                db.execute(_TAKE, (token, owner, purpose, now, now + ttl_s, ttl_s, chosen))
         if chosen is None:
             return None
         return Lease(chosen, owner, purpose, token, utc_from_epoch(now), utc_from_epoch(now + ttl_s), ttl_s)
+
+    def _take_all_free(self, tokens: dict[str, str], owner: str, purpose: str, ttl_s: float,
+                       reclaim: str) -> dict[str, Lease]:
+        with self._transaction() as db:   # one write lock for the wave, one commit
+            now = time.time()
+            free_now = _free_boards(db, list(tokens), now, reclaim)
+            free = [name for name in tokens if name in free_now]
+            db.executemany(_TAKE, [(tokens[name], owner, purpose, now, now + ttl_s, ttl_s, name) for name in free])
+        since, until = utc_from_epoch(now), utc_from_epoch(now + ttl_s)
+        return {name: Lease(name, owner, purpose, tokens[name], since, until, ttl_s) for name in free}
+
+    def _renew_all(self, leases: list[Lease]) -> dict[str, datetime]:
+        tokens = [lease.token for lease in leases]
+        marks = ", ".join("?" * len(tokens))
+        with self._transaction() as db:
+            now = time.time()
+            # No UPDATE ... RETURNING: SQLite has it only since 3.35, older than some distributions ship.
+            held = db.execute(f"SELECT token, ttl_s FROM device_leases WHERE token IN ({marks}) AND expires_at > ?",
+                              (*tokens, now)).fetchall()
+            db.execute(f"UPDATE device_leases SET expires_at = ? + ttl_s WHERE token IN ({marks}) AND expires_at > ?",
+                       (now, *tokens, now))
+        return {token: utc_from_epoch(now + ttl_s) for token, ttl_s in held}
+
+    def _release_all(self, leases: list[Lease]) -> None:
+        marks = ", ".join("?" * len(leases))
+        with self._transaction() as db:
+            db.execute(f"UPDATE device_leases SET {_NO_LEASE} WHERE token IN ({marks})",
+                       tuple(lease.token for lease in leases))
 
     def renew(self, lease: Lease) -> Lease:
         with self._transaction() as db:
@@ -158,6 +182,16 @@ class SqliteLeaseManager(LeaseManager):
     def _rollback(self) -> None:
         if self._db.in_transaction:
             self._db.execute("ROLLBACK")
+
+def _free_boards(db: sqlite3.Connection, pool: list[str], now: float, reclaim: str) -> set[str]:
+    """The boards of `pool` neither leased (but by an owner ending in `reclaim`) nor quarantined; every
+    board gets its row on first sight. Inside the caller's transaction."""
+    db.executemany("INSERT OR IGNORE INTO device_leases (device) VALUES (?)", [(name,) for name in pool])
+    marks = ", ".join("?" * len(pool))
+    return {row[0] for row in db.execute(
+        f"SELECT device FROM device_leases WHERE device IN ({marks}) AND quarantined_since IS NULL "
+        "AND (token IS NULL OR expires_at <= ? OR owner LIKE ? ESCAPE '\\')", (*pool, now, like_suffix(reclaim)))}
+
 
 def _with_datetimes(row: tuple) -> tuple:
     return tuple(utc_from_epoch(value) if index in _TIME_COLUMNS else value for index, value in enumerate(row))
