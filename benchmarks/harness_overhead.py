@@ -83,10 +83,11 @@ def agent_median_ms(client: AgentClient, sha: str, backend: str = "onnxruntime",
     return final.latency.p50_ms
 
 
-def interleaved(bare: Callable[[], float], agent: Callable[[], float]) -> tuple[list[float], list[float]]:
+def interleaved(bare: Callable[[], float], agent: Callable[[], float],
+                rounds: int = ROUNDS) -> tuple[list[float], list[float]]:
     """ABBA order over the rounds, so drift on the machine and order effects hit both alike."""
     bare_ms, agent_ms = [], []
-    for i in range(ROUNDS):
+    for i in range(rounds):
         steps = [(bare, bare_ms), (agent, agent_ms)]
         for measure, into in (steps if i % 2 == 0 else steps[::-1]):
             into.append(measure())
