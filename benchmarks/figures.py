@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 _COMPARE = {"<=": operator.le, ">=": operator.ge, "==": operator.eq}
+NO_GOAL = "none"
 
 
 @dataclass(frozen=True)
@@ -16,9 +17,11 @@ class Figure:
     value: float
     unit: str
     reference: str          # what the value was measured against, in this same run
-    goal: str               # e.g. "<= 1.05", or a range "0.8-1.1"
+    goal: str               # e.g. "<= 1.05", a range "0.8-1.1", or "none": a figure shown for context
 
     def meets_goal(self) -> bool:
+        if self.goal == NO_GOAL:
+            return True
         op, _, bound = self.goal.partition(" ")
         if op not in _COMPARE:   # a range: low-high, both ends included
             low, _, high = self.goal.partition("-")
@@ -26,7 +29,7 @@ class Figure:
         return _COMPARE[op](self.value, float(bound))
 
     def line(self) -> str:
-        verdict = "meets goal" if self.meets_goal() else "MISSES goal"
+        verdict = "(context)" if self.goal == NO_GOAL else "meets goal" if self.meets_goal() else "MISSES goal"
         return (f"{self.id:<18} {self.name:<44} {self.value:>9.4g} {self.unit:<6} goal {self.goal:<8} "
                 f"{verdict}   [{self.reference}]")
 

@@ -42,7 +42,7 @@ from itertools import pairwise
 from pathlib import Path
 
 from benchmarks.agent_host import AgentHost
-from benchmarks.figures import Figure
+from benchmarks.figures import NO_GOAL, Figure
 from edgefarm.agent.backends.simulated import PROVIDER, write_artifact
 from edgefarm.agent.digest import sha256_file
 from edgefarm.controller.agents.client import AgentClient, AsyncAgentClient
@@ -124,7 +124,8 @@ def run_figures(prefix: str, run: ScaleRun) -> list[Figure]:
                f"Σ per board (run start → last job end − time inside calls to it) ÷ {run.jobs} jobs; of it, "
                f"first-wave dispatch {dispatch_ms:.0f} ms per board, then {turnaround_ms:.0f} ms mean from a job's end "
                f"to the board's next call; {run.setup.what}, simulated backend {LATENCY_MS:g} ms/inference, "
-               f"{run.outcome.done} done, {len(run.outcome.failed)} failed; {run.setup.how}", "<= 20"),
+               f"{run.outcome.done} done, {len(run.outcome.failed)} failed; {run.setup.how}",
+               "<= 20" if run.agents <= 100 else NO_GOAL),   # the issue sets the goal at 100 agents
         Figure(f"{prefix}-lost", f"results lost, {run.agents} agents", float(run.lost), "jobs",
                f"{run.jobs} planned − results stored − failures recorded, SQLite results store", "<= 0"),
     ]
