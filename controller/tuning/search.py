@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
@@ -74,6 +74,17 @@ class Search:
                 self.state.stopped = f"the front stopped moving after {group.labels[0]}"
                 return self.state
         self.state.stopped = self.state.stopped or "every group measured"
+        return self.state
+
+    def run_exhaustive(self, found: list[Group]) -> SearchState:
+        """Every candidate measured fully, no ranking: the reference the search is judged against (T1)."""
+        for group in found:
+            for label in group.labels:
+                batch = [(Candidate(label, group.backend, t), self.built[label]) for t in self.threads]
+                for candidate, stored in self.m.measure(batch, replace(self.full, profile=True), brief=False).items():
+                    self.state.brief.setdefault(candidate.recipe, stored)
+                    self._add(candidate, stored, "full")
+        self.state.stopped = "exhaustive: every candidate measured"
         return self.state
 
     def _rung0(self, found: list[Group]) -> list[Group]:

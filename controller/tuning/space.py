@@ -13,7 +13,8 @@ from edgefarm.compressors.recipes import RECIPES, get_recipe, onnx_steps
 
 # Parameters searched per recipe; the rest keep their defaults (weight type and reduce_range rarely pay
 # on CPUs, and each doubles the space). Calibration changes only the scales, activation type the kernels.
-SEARCHED = {"int8-static": ("calibration", "activation_type"), "mixed-int8": ("calibration",)}
+SEARCHED = {"int8-static": ("calibration", "activation_type")}
+# mixed-int8 is searched at its defaults: its layer ranking costs one quantization per layer, per setting.
 # int4-weight quantizes MatMul/Gather only (transformers); QAT, pruning and distillation train for
 # minutes: they are in the space when --recipes names them.
 DEFAULT_SKIP = frozenset({"int4-weight"})
@@ -61,7 +62,7 @@ def recipes(names: Sequence[str] | None, has_torch: bool, max_drop: float) -> li
 def _expanded(name: str, max_drop: float) -> list[Recipe]:
     recipe = RECIPES.get(name)
     searched = SEARCHED.get(name, ())
-    if recipe is None or not searched:
+    if recipe is None:
         return [Recipe(name)]
     axes = [[(p, v) for v in recipe.choices[p]] for p in searched]
     fixed = {}

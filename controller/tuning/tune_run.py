@@ -51,6 +51,7 @@ class TuneConfig:
     eval_data: str | None = None
     full: MeasureSettings = field(default_factory=lambda: MeasureSettings(warmup_seconds=0.3, min_seconds=1.5))
     hwmp: bool = True
+    exhaustive: bool = False           # measure every candidate fully (the reference T1 judges the search by)
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,11 @@ def run_tune(config: TuneConfig, store: ResultStore, ui: RunConsole, cache_dir: 
         if "fp32" not in built:
             raise TuneError(f"{config.model}: the fp32 baseline could not be built; see edgefarm run {config.model}")
         checks = tuple(failed) + tuple(check_budget(built, built["fp32"], config.max_drop))
-        kept = {c.recipe: built[c.recipe] for c in checks if c.kept}
+        asked_fp32 = not config.recipes or "fp32" in config.recipes   # else fp32 is the baseline only
+        kept = {c.recipe: built[c.recipe] for c in checks
+                if (c.kept or config.exhaustive) and (c.recipe != "fp32" or asked_fp32)}
+        if not kept:
+            return TuneOutcome(store.new_run(f"tune {config.model}: nothing within budget", KIND), config, checks, ())
         run_id = store.new_run(f"tune {config.model} on {config.device or 'local'}", KIND,
                                plan={"tune": _jsonable(config)})
         outcome = TuneOutcome(run_id, config, checks, ())
@@ -127,8 +132,8 @@ def _tune_board(outcome, board, info, kept, baseline, bundle, store, leases, ui,
     threads = space.thread_counts(info.cpu_cores)
     search = Search(measurer, kept, threads, config.objective, config.max_drop, config.max_jobs, config.full,
                     base_quality)
-    state = search.run(groups(kept, lambda b: quality(b)[0] or 0.0, info.backends or board.backends,
-                              config.backends))
+    found = groups(kept, lambda b: quality(b)[0] or 0.0, info.backends or board.backends, config.backends)
+    state = search.run_exhaustive(found) if config.exhaustive else search.run(found)
     decisions, note = ((), "off") if not config.hwmp else _hwmp(search, bundle, config, cache_dir, threads)
     return BoardTune(board.name, info, tuple(state.rows), decisions, note, measurer.jobs, state.stopped)
 

@@ -85,8 +85,11 @@ class Tuning:
             c = self.cards[0]
             return (f"recommended on {c.device}: {c.recipe} on {c.backend} with {c.options['threads']} thread(s), "
                     f"p50 {c.p50_ms:.3f} ms, drop {c.drop_points or 0:.2f} points (budget {self.max_drop:g})")
-        return (f"no candidate meets --max-drop {self.max_drop:g}: the closest are "
-                + "; ".join(f"{r.candidate} (drop {r.drop_points:.2f})" for r in self.closest.itertuples())
+        nearest = [f"{r.candidate} (drop {r.drop_points:.2f})" for r in self.closest.itertuples()]
+        if not nearest and not self.checks.empty:   # every candidate was over the budget on the host
+            host = self.checks.dropna(subset=["drop_points"]).sort_values("drop_points").head(3)
+            nearest = [f"{r.recipe} (drop {r.drop_points:.2f} on the host)" for r in host.itertuples()]
+        return (f"no candidate meets --max-drop {self.max_drop:g}: the closest are " + "; ".join(nearest)
                 + "; allow a larger --max-drop or add recipes (--recipes)")
 
     def to_json(self) -> dict:
