@@ -92,6 +92,7 @@ def test_report_and_diff_read_a_tune_run(tuned, tmp_path):
     assert not farm.diff(f"{run_id}:{fp32}", f"{run_id}:{int8}").frame.empty
 
 
+@pytest.mark.browser
 def test_the_tune_page_renders_the_front_and_the_card(chromium: str, tuned, tmp_path: Path) -> None:
     page = tuned["work"] / "out" / "tune.html"
     dom = run_chromium(chromium, tmp_path / "profile", "--dump-dom", page.as_uri()).stdout

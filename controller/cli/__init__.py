@@ -8,7 +8,20 @@ import shlex
 import sys
 
 from edgefarm.controller import __version__
-from edgefarm.controller.cli import bisect, ca, demo, devices, diff, history, nightly, provision, report, run, runs, tune
+from edgefarm.controller.cli import (
+    bisect,
+    ca,
+    demo,
+    devices,
+    diff,
+    history,
+    nightly,
+    provision,
+    report,
+    run,
+    runs,
+    tune,
+)
 from edgefarm.controller.cli.common import CliError
 
 SUBCOMMANDS = (demo, run, runs, report, diff, history, devices, nightly, bisect, tune, provision, ca)
