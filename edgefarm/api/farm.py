@@ -435,6 +435,9 @@ class Farm:
             if store.run_kind(run_id) == "bisect":
                 raise BadInputError(f"run {run_id} is a bisect: its search so far is stored with it; start it "
                                     "again with 'edgefarm bisect' (each step is one job)")
+            if store.run_kind(run_id) == "tune":
+                raise BadInputError(f"run {run_id} is a tune: what it measured is stored with it; run the same "
+                                    "'edgefarm tune' again (its variants come from the cache)")
             ui = _Console(progress)
             if store.run_kind(run_id) == KIND:
                 return NightlyOutcome.of(resume_night(store, ui, run_id, Path(out)), Path(out))
