@@ -59,7 +59,8 @@ def front_plot(rows: pd.DataFrame, recommended: str | None, device: str) -> Plot
         sizes = 30 + 170 * full["size_bytes"] / max(float(full["size_bytes"].max()), 1.0)
         ax.scatter(full["latency_p50_ms"], full["quality"], s=sizes, color="#e08a1e", alpha=0.8, label="measured")
         front = fronts.pareto(full)
-        ax.plot(front["latency_p50_ms"], front["quality"], "-o", color="#2f6fb0", linewidth=2.5, markersize=8, label="Pareto front")
+        ax.plot(front["latency_p50_ms"], front["quality"], "-o", color="#2f6fb0", linewidth=2.5, markersize=8,
+                label="Pareto front")
         for row in front.itertuples():
             ax.annotate(str(row.candidate), (row.latency_p50_ms, row.quality), fontsize=7, xytext=(4, 3),
                         textcoords="offset points")
