@@ -56,7 +56,7 @@ def front_plot(rows: pd.DataFrame, recommended: str | None, device: str) -> Plot
         fig = Figure(figsize=(9, 4.5))
         ax = fig.add_subplot()
         full = fronts.confirmed(rows)
-        sizes = 30 + 170 * full["size_bytes"] / max(float(full["size_bytes"].max()), 1.0)
+        sizes = 60 + 300 * full["size_bytes"] / max(float(full["size_bytes"].max()), 1.0)
         ax.scatter(full["latency_p50_ms"], full["quality"], s=sizes, color="#e08a1e", alpha=0.8, label="measured")
         front = fronts.pareto(full)
         ax.plot(front["latency_p50_ms"], front["quality"], "-o", color="#2f6fb0", linewidth=2.5, markersize=8,
