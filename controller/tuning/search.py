@@ -2,8 +2,9 @@
 
 Rung 0 measures one representative of every (kernel signature, backend) group briefly, at the board's
 full thread count and with a per-layer profile. Groups are ranked by the objective; the leading third
-(at least two) are measured fully at every thread count. Then the next group in rank order is promoted
-while the last promotion moved the front, until it stops moving or --max-jobs is reached. The
+(at least two) are measured fully, the first at every thread count and the rest at the count that won.
+Then the next group in rank order that the front does not already beat is promoted, while the last
+promotion moved the front, until it stops moving or --max-jobs is reached. The
 hardware-aware mixed-precision variant is built from rung 0's fp32 and int8 profiles and measured
 fully; it stays if it lands on the front."""
 from __future__ import annotations
@@ -24,6 +25,7 @@ from edgefarm.controller.tuning.space import Candidate, kernel_signature, routes
 
 log = logging.getLogger(__name__)
 BRIEF = MeasureSettings(warmup_iterations=5, warmup_seconds=0.1, min_iterations=20, min_seconds=0.3, profile=True)
+BRIEF_MARGIN = 1.25   # a brief (0.3 s) p50 on a shared machine can be this far off the full one
 KEEP_SHARE = 3   # rung 0 → rung 1 keeps the leading 1/3 of the groups (successive halving with eta 3)
 
 
@@ -67,6 +69,8 @@ class Search:
             if not self._full(group):
                 return self.state
         for group in ranked[promote:]:
+            if self._dominated(group):
+                continue
             before = self._front_labels()
             if not self._full(group):
                 return self.state
@@ -98,14 +102,28 @@ class Search:
         key = {g: self._brief_value(g) for g in found if g.labels[0] in self.state.brief}
         return sorted(key, key=key.get)
 
+    def _dominated(self, group: Group) -> bool:
+        """A group that a front member beats on quality and size, and on latency by more than the brief
+        measurement's margin, cannot land on the front: it is not promoted."""
+        brief = result_row(self.state.brief[group.labels[0]])
+        built = self.built[group.labels[0]]
+        own = fronts.quality_columns(built, self.base)["quality"]
+        frame = pd.DataFrame(self.state.rows)
+        front = fronts.pareto(fronts.confirmed(frame)) if not frame.empty else frame
+        return any(r["quality"] >= own and r["size_bytes"] <= built.variant.size_bytes
+                   and r["latency_p50_ms"] * BRIEF_MARGIN < brief["latency_p50_ms"] for r in front.to_dict("records"))
+
     def _brief_value(self, group: Group) -> float:
         row = result_row(self.state.brief[group.labels[0]])
         return fronts.objective_value(row, self.objective)
 
     def _full(self, group: Group) -> bool:
-        """Every thread count of the group's most accurate variant; False when --max-jobs is reached."""
+        """The group's most accurate variant, fully: at every thread count for the first group, then at
+        the thread count that won there (thread scaling is a property of the board and model far more than
+        of the variant). False when --max-jobs is reached."""
         label = group.labels[0]
-        batch = [(Candidate(label, group.backend, t), self.built[label]) for t in self.threads]
+        threads = self._winning_threads() or self.threads
+        batch = [(Candidate(label, group.backend, t), self.built[label]) for t in threads]
         room = self._room(len(batch))
         if room < len(batch):
             self.state.stopped = f"--max-jobs {self.max_jobs} reached"
@@ -113,6 +131,10 @@ class Search:
             for candidate, stored in self.m.measure(batch[:room], self.full, brief=False).items():
                 self._add(candidate, stored, "full")
         return room == len(batch)
+
+    def _winning_threads(self) -> tuple[int, ...]:
+        full = [r for r in self.state.rows if r["stage"] == "full"]
+        return (min(full, key=lambda r: r["latency_p50_ms"])["threads"],) if full else ()
 
     def measure_extra(self, candidate: Candidate, built: Built, stage: str) -> bool:
         """A variant built during the search (hw-mixed-int8), measured fully."""
