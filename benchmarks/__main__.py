@@ -106,6 +106,12 @@ def layer_profiles(cache: Path) -> list[Figure]:
     return layer_figures(cache)
 
 
+def tune_search(cache: Path) -> list[Figure]:
+    from benchmarks.tune_search import tune_figures
+
+    return tune_figures(cache)
+
+
 BENCHMARKS: dict[str, Callable[[Path], list[Figure]]] = {
     "P5": demo_wall_time,
     "P1": p1_onnxruntime,
@@ -119,6 +125,7 @@ BENCHMARKS: dict[str, Callable[[Path], list[Figure]]] = {
     "C1": change_points,
     "B1": bisection,
     "L1": layer_profiles,
+    "T1": tune_search,
 }
 
 

@@ -6,7 +6,7 @@ import operator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-_COMPARE = {"<=": operator.le, ">=": operator.ge, "==": operator.eq}
+_COMPARE = {"<=": operator.le, ">=": operator.ge, "==": operator.eq, "<": operator.lt}
 NO_GOAL = "none"
 
 

@@ -56,8 +56,8 @@ def run(job: RecipeJob) -> None:
     eval_npz = _eval_data(job)
     prepared = quantize.prepare(job.bundle.onnx_path, job.work_dir)
     ranges = quantize.calibrate(prepared, reader, method, job.work_dir)
-    quantizer = _Quantizer(prepared, ranges, method, job.work_dir, quantize.Int8Settings.from_params(job.params))
-    ranking = rank_layers(quantizer, _layers_to_rank(prepared, job), _ranking_samples(prepared, job), job)
+    quantizer = Quantizer(prepared, ranges, method, job.work_dir, quantize.Int8Settings.from_params(job.params))
+    ranking = rank_layers(quantizer, _layers_to_rank(prepared, job), ranking_samples(prepared, job), job)
     trials = _keep_until_within(quantizer, ranking, eval_npz, max_drop, job)
     shutil.copyfile(quantizer.path(trials[-1].kept_float), job.out)
     _write_details(job.out.parent, ranking, trials, max_drop)
@@ -71,7 +71,7 @@ def _layers_to_rank(prepared: Path, job: RecipeJob) -> list[str]:
     return layers
 
 
-def _ranking_samples(prepared: Path, job: RecipeJob) -> dict[str, np.ndarray]:
+def ranking_samples(prepared: Path, job: RecipeJob) -> dict[str, np.ndarray]:
     specs = model_inputs(prepared)
     calib_inputs = load_inputs(job.bundle.calib_npz, specs, CalibrationDataError, f"recipe {NAME}")
     limit = max(RANK_SAMPLES, fixed_batch_size(specs) or 0)  # calibration_reader checked there are that many
@@ -95,7 +95,7 @@ def weight_layers(onnx_path: Path) -> list[str]:
             if node.op_type in WEIGHT_LAYERS and len(node.input) > 1 and node.input[1] in constants]
 
 
-class _Quantizer:
+class Quantizer:
     """Quantizes the prepared model with a given set of layers kept in float, once per set."""
 
     def __init__(self, prepared: Path, ranges: Path, method: str, work_dir: Path,
@@ -112,7 +112,7 @@ class _Quantizer:
         return self._made[kept_float]
 
 
-def rank_layers(quantizer: _Quantizer, layers: list[str], inputs: Mapping[str, np.ndarray],
+def rank_layers(quantizer: Quantizer, layers: list[str], inputs: Mapping[str, np.ndarray],
                 job: RecipeJob) -> list[tuple[str, float]]:
     """(layer, sensitivity) from most to least sensitive: the output error removed by keeping it float."""
     reference = _first_output(job.bundle.onnx_path, inputs)
@@ -125,7 +125,7 @@ def rank_layers(quantizer: _Quantizer, layers: list[str], inputs: Mapping[str, n
     return sorted(scored, key=lambda item: item[1], reverse=True)
 
 
-def _keep_until_within(quantizer: _Quantizer, ranking: list[tuple[str, float]], eval_npz: Path,
+def _keep_until_within(quantizer: Quantizer, ranking: list[tuple[str, float]], eval_npz: Path,
                        max_drop: float, job: RecipeJob) -> list[Trial]:
     from edgefarm.compressors.evaluate import METRICS
 

@@ -20,7 +20,7 @@ __version__ = "0.2.0"
 _API = (
     "BadInputError", "BadRecipeError", "Bisection", "BoardStatus", "Boards", "CheckOutcome", "DeviceBusyError",
     "Diff", "EdgefarmError", "Farm", "History", "InputShapeError", "IssuedCertificate", "JobFailure", "Measure",
-    "NightlyOutcome", "Ping", "Report", "ResultRecord", "Resumed", "Run", "RunSummary", "UnknownDeviceError",
+    "NightlyOutcome", "Ping", "Report", "ResultRecord", "Resumed", "Run", "RunSummary", "Tuning", "UnknownDeviceError",
     "UnreachableDeviceError", "init_ca",
 )
 __all__ = ["__version__", *_API]

@@ -8,10 +8,23 @@ import shlex
 import sys
 
 from edgefarm.controller import __version__
-from edgefarm.controller.cli import bisect, ca, demo, devices, diff, history, nightly, provision, report, run, runs
+from edgefarm.controller.cli import (
+    bisect,
+    ca,
+    demo,
+    devices,
+    diff,
+    history,
+    nightly,
+    provision,
+    report,
+    run,
+    runs,
+    tune,
+)
 from edgefarm.controller.cli.common import CliError
 
-SUBCOMMANDS = (demo, run, runs, report, diff, history, devices, nightly, bisect, provision, ca)
+SUBCOMMANDS = (demo, run, runs, report, diff, history, devices, nightly, bisect, tune, provision, ca)
 EXAMPLES = """examples:
   edgefarm demo                                   # digits-cnn × 4 recipes on a local agent
   edgefarm run digits-cnn --local --recipe int8-static
@@ -21,6 +34,7 @@ EXAMPLES = """examples:
   edgefarm diff latest:fp32 latest:int8-static
   edgefarm devices check devices.yaml
   edgefarm bisect --artifacts exports/ --device jetson-orin-01 --threshold 5%
+  edgefarm tune mobilenet-v2-w1 --local --max-drop 1
 """
 
 

@@ -25,12 +25,13 @@ from edgefarm.api.errors import (
 from edgefarm.api.farm import Farm
 from edgefarm.api.history import History
 from edgefarm.api.results import Diff, NightlyOutcome, Report, ResultRecord, Resumed, Run
+from edgefarm.api.tuning import Tuning
 from edgefarm.controller.planning.run_plan import JobFailure
 from edgefarm.controller.results.store import RunSummary
 
 __all__ = [
     "BadInputError", "BadRecipeError", "Bisection", "BoardStatus", "Boards", "CheckOutcome", "DeviceBusyError",
     "Diff", "EdgefarmError", "Farm", "History", "InputShapeError", "IssuedCertificate", "JobFailure", "Measure",
-    "NightlyOutcome", "Ping", "Report", "ResultRecord", "Resumed", "Run", "RunSummary", "UnknownDeviceError",
+    "NightlyOutcome", "Ping", "Report", "ResultRecord", "Resumed", "Run", "RunSummary", "Tuning", "UnknownDeviceError",
     "UnreachableDeviceError", "init_ca",
 ]

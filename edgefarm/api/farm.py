@@ -35,6 +35,7 @@ from edgefarm.api.results import (
     capped_warnings,
     runs_frame,
 )
+from edgefarm.api.tuning import Tuning
 from edgefarm.controller.console import RunConsole
 from edgefarm.controller.planning.run_plan import AS_IS, MeasureSettings, PhaseTimes, RunOutcome, RunPlan, Target
 from edgefarm.controller.reports.layer_diff import LayerDiff
@@ -249,6 +250,52 @@ class Farm:
             outcome = run_bisect(config, store, ui, self.cache_dir, self._leases_url() if config.device else None)
             return Bisection.of(outcome.run_id, store.path, outcome.result)
 
+    def tune(self, model: str | Path, *, device: str | None = None, max_drop: float = 1.0,
+             objective: str = "latency", recipes: Sequence[str] | None = None, backends: Sequence[str] | None = None,
+             max_jobs: int | None = None, shapes: Shapes | None = None, inputs: str | Path | None = None,
+             calib_data: str | Path | None = None, eval_data: str | Path | None = None,
+             measure: MeasureSettings | None = None, hwmp: bool = True, progress: bool = True) -> Tuning:
+        """Search the fastest variant of `model` on the board (or each board kind of a pool) that loses at
+        most `max_drop` points of accuracy (or top-1 agreement with fp32 where there are no labels).
+
+        Candidates: the registry's recipes (or `recipes`) crossed with the board's backend routes and
+        thread counts; budget-breakers are dropped on the controller before any board time; the rest
+        are ranked by a brief measurement and the leaders measured fully (successive halving) until the
+        front stops moving or `max_jobs`. Adds the hardware-aware mixed-precision variant (layers kept
+        fp32 where int8 is measured slower on this board, or sensitive). objective: latency | energy
+        (refused on a board without a power sensor) | size. measure: the full measurement's settings.
+
+        Example:
+            >>> t = farm.tune("mobilenet-v2", max_drop=1.0)
+            >>> t.front[["candidate", "latency_p50_ms", "drop_points"]]; t.cards[0].reproduce
+        """
+        from edgefarm.controller.tuning.tune_run import TuneConfig
+
+        with translated():
+            if self._local_only and device not in (None, LOCAL):
+                raise BadInputError(f"Farm.local() measures on its embedded agent only; for device {device!r} "
+                                    "use edgefarm.Farm(devices='devices.yaml')")
+            from edgefarm.controller.planning.input_plan import parse_shape_args
+
+            full = check_measure(measure) if measure else TuneConfig("").full
+            config = TuneConfig(str(model), None if self._local_only else device,
+                                str(self.devices) if self.devices else None, max_drop, objective,
+                                tuple(recipes or ()), tuple(backends or ()), max_jobs,
+                                parse_shape_args(_shape_args(shapes)), _str(inputs), _str(calib_data),
+                                _str(eval_data), full, hwmp)
+            return self._tune(config, progress)
+
+    def _tune(self, config, progress: bool) -> Tuning:
+        from edgefarm.controller.tuning.tune_run import run_tune
+
+        ui = _Console(progress)
+        where = f"--device {config.device}" if config.device else "--local"
+        flags = tuple(f"--{k} {v}" for k, v in (("calib-data", config.calib_data), ("eval-data", config.eval_data),
+                                                ("inputs", config.inputs)) if v)
+        with self._store() as store, ui.live():
+            outcome = run_tune(config, store, ui, self.cache_dir, self._leases_url() if config.device else None)
+            return Tuning.of(outcome, store.path, where, flags)
+
     # --- reading the store ----------------------------------------------------------------------
 
     def get_run(self, run_id: str = "latest") -> Run:
@@ -388,6 +435,9 @@ class Farm:
             if store.run_kind(run_id) == "bisect":
                 raise BadInputError(f"run {run_id} is a bisect: its search so far is stored with it; start it "
                                     "again with 'edgefarm bisect' (each step is one job)")
+            if store.run_kind(run_id) == "tune":
+                raise BadInputError(f"run {run_id} is a tune: what it measured is stored with it; run the same "
+                                    "'edgefarm tune' again (its variants come from the cache)")
             ui = _Console(progress)
             if store.run_kind(run_id) == KIND:
                 return NightlyOutcome.of(resume_night(store, ui, run_id, Path(out)), Path(out))
@@ -467,6 +517,10 @@ def _shape_args(shapes: Shapes | None) -> list[str]:
     if isinstance(shapes, Mapping):
         return [f"{name}:{'x'.join(str(d) for d in dims)}" for name, dims in shapes.items()]
     return [shapes] if isinstance(shapes, str) else list(shapes)
+
+
+def _str(value: str | Path | None) -> str | None:
+    return str(value) if value is not None else None
 
 
 def _path(value: str | Path | None) -> Path | None:
