@@ -28,7 +28,15 @@ from pathlib import Path
 from typing import Any
 
 from edgefarm.agent.digest import sha256_file
-from edgefarm.compressors import chains, int4, mixed_precision, quantize, tflite_export
+from edgefarm.compressors import (
+    chains,
+    executorch_export,
+    int4,
+    mixed_precision,
+    openvino_export,
+    quantize,
+    tflite_export,
+)
 from edgefarm.compressors.cache import staged_directory
 from edgefarm.compressors.calibration import calibration_reader
 from edgefarm.compressors.chain_runner import run_chain
@@ -111,6 +119,12 @@ RECIPES: dict[str, Recipe] = {
     ),
     "int4-weight": Recipe("int4-weight", int4.run, {"block_size": int4.BLOCK_SIZES, "embeddings": int4.EMBEDDINGS}),
     "tflite-int8": Recipe("tflite-int8", tflite_export.run, uses_calibration=True, artifact=tflite_export.ARTIFACT),
+    # Other runtimes' own formats (docs/recipes.md): ExecuTorch programs from the PyTorch source, OpenVINO IR.
+    "et-fp32": Recipe("et-fp32", executorch_export.run_fp32, uses_torch=True, artifact=executorch_export.ARTIFACT),
+    "et-int8": Recipe("et-int8", executorch_export.run_int8, uses_calibration=True, uses_torch=True,
+                      artifact=executorch_export.ARTIFACT),
+    "ov-fp16": Recipe("ov-fp16", openvino_export.run_fp16, artifact=openvino_export.ARTIFACT),
+    "ov-int8": Recipe("ov-int8", openvino_export.run_int8, uses_calibration=True, artifact=openvino_export.ARTIFACT),
 }
 
 
@@ -236,7 +250,7 @@ def _make_variant(job: RecipeJob, recipe: Recipe, inputs: Mapping[str, Any]) -> 
     (job.out.parent / RECORD).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
-_VERSIONED = ("onnx", "onnxruntime", "onnxconverter-common")
+_VERSIONED = ("onnx", "onnxruntime", "onnxconverter-common", "executorch", "openvino", "nncf")
 _TORCH_VERSIONED = ("torch", "torch-pruning")
 
 

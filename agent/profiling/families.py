@@ -14,6 +14,7 @@ _FAMILY_PATTERNS: tuple[tuple[str, str], ...] = (
     ("dequantize", "Dequantize"), ("quantize", "Quantize"), ("reformat", "Reorder"), ("reorder", "Reorder"),
     ("memcpy", "Memcpy"), ("copy", "Memcpy"), ("convtranspose", "Conv"), ("deconv", "Conv"),
     ("transpose", "Transpose"), ("shuffle", "Transpose"),
+    ("convert", "Cast"),  # before conv: OpenVINO's and XNNPACK's Convert change the element type
     ("cast", "Cast"), ("depthwiseconv", "Conv"), ("conv", "Conv"), ("gemm", "MatMul"), ("matmul", "MatMul"),
     ("fullyconnected", "MatMul"), ("batchmatmul", "MatMul"), ("pool", "Pool"), ("mean", "Pool"),
     ("reduce", "Reduce"), ("softmax", "Softmax"), ("layernorm", "Norm"), ("batchnorm", "Norm"),
