@@ -37,33 +37,38 @@ CALIBRATION_SAMPLES = 128   # min/max observers settle well before this; each sa
 
 def run_fp32(job: RecipeJob) -> None:
     """The float model as a .pte, XNNPACK partitions delegated."""
-    module, example = _module_and_example(job)
     report(job.progress, "export", 0.0)
     with _quiet():
-        program = _export(module, example, "et-fp32")
+        program, _example = _exported(job, "et-fp32")
     _lower(program, job, "et-fp32")
 
 
 def run_int8(job: RecipeJob) -> None:
     """PT2E int8 (XNNPACK quantizer) calibrated on calib.npz, then lowered like et-fp32."""
     samples = _calibration_samples(job)  # bad data fails before any slow step
-    module, example = _module_and_example(job)
     report(job.progress, "export", 0.0)
     with _quiet():
-        converted = _quantized(_export(module, example, "et-int8").module(), samples, job)
+        program, example = _exported(job, "et-int8")
+        converted = _quantized(program.module(), samples, job)
         program = _export(converted, example, "et-int8")
     _lower(program, job, "et-int8")
 
 
-def _module_and_example(job: RecipeJob) -> tuple[Any, tuple[Any, ...]]:
+def _exported(job: RecipeJob, recipe: str) -> tuple[Any, tuple[Any, ...]]:
+    """The float model as a torch.export program, and its example input: rebuilt from the TorchSource
+    (the built-in models, a chain's stage), or the program bundle_from_torch saved for a user's module."""
     import torch
 
     from edgefarm.compressors.models.torch_builders import load_module
 
-    source = job.bundle.torch_source
-    if source is None:  # compress() refuses this first (uses_torch); kept for direct callers
+    source, saved = job.bundle.torch_source, job.bundle.exported_program
+    if source is not None:
+        example = (torch.zeros(source.input_shape),)
+        return _export(load_module(source), example, recipe), example
+    if saved is None:  # compress() refuses this first (uses_torch); kept for direct callers
         raise BadModelError(f"{job.bundle.name} has no PyTorch source; the et-* recipes export from PyTorch")
-    return load_module(source), (torch.zeros(source.input_shape),)
+    program = torch.export.load(str(saved))
+    return program, tuple(program.example_inputs[0])
 
 
 def _export(module: Any, example: tuple[Any, ...], recipe: str) -> Any:

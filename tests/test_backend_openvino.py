@@ -132,3 +132,12 @@ def test_perf_count_profile_names_precision_and_source_layers(tmp_path: Path) ->
 ])
 def test_exec_type_tells_the_precision_that_ran(exec_type: str, precision: str) -> None:
     assert exec_precision(exec_type) == precision
+
+
+def test_source_names_recover_the_onnx_node_openvino_renamed() -> None:
+    from edgefarm.agent.profiling.openvino import source_names
+
+    assert source_names(["/9/Gemm/WithoutBiases/DequantizationMultiply", "logits"]) == (
+        "/9/Gemm/WithoutBiases/DequantizationMultiply", "logits", "/9/Gemm")
+    assert source_names(["/0/Conv/WithoutBiases", "/0/Conv", "", "/1/Relu"]) == ("/0/Conv/WithoutBiases", "/0/Conv",
+                                                                                 "/1/Relu")

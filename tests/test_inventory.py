@@ -82,7 +82,8 @@ def test_shipped_devices_yaml_has_the_four_devices() -> None:
     assert inventory.get("jetson-orin-01").backends == ("tensorrt", "onnxruntime")
     assert inventory.get("jetson-orin-01").settings("tensorrt").precision == "fp16"
     assert inventory.get("rpi5-coral-01").settings("litert").delegate == "edgetpu"
-    assert inventory.get("x86-bench-01").backends == ("onnxruntime",)
+    assert inventory.get("x86-bench-01").backends == ("onnxruntime", "openvino")
+    assert inventory.get("x86-bench-01").settings("openvino").performance_hint == "latency"
     local = inventory.get("local")
     assert (local.address, local.backends) == ("127.0.0.1:50051", ("onnxruntime", "litert"))
 

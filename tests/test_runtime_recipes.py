@@ -76,8 +76,28 @@ def test_recipes_record_what_they_made(model_cache: Path) -> None:
 
 def test_et_recipes_need_the_pytorch_source(tmp_path: Path, model_cache: Path) -> None:
     bundle = bundle_from_file(mlp_model(tmp_path / "mlp.onnx"))
-    with pytest.raises(BadModelError, match="recipe et-fp32 has PyTorch steps, but mlp has no PyTorch source"):
+    with pytest.raises(BadModelError, match="recipe et-fp32 exports from PyTorch, but mlp has no PyTorch source"):
         compress(bundle, "et-fp32", model_cache)
+
+
+def test_a_users_module_goes_to_executorch_through_its_saved_program(tmp_path: Path, model_cache: Path) -> None:
+    import torch
+
+    from edgefarm.compressors.models.torch_builders import digits_cnn
+    from edgefarm.compressors.models.torch_module import bundle_from_torch
+
+    digits = get_model("digits-cnn", model_cache)
+    module = digits_cnn()
+    module.load_state_dict(torch.load(digits.torch_source.state_dict, weights_only=True))
+    bundle = bundle_from_torch(module, torch.zeros(1, 1, 8, 8), "my-cnn", tmp_path, digits.calib_npz, digits.eval_npz)
+    assert bundle.exported_program is not None and bundle.torch_source is None
+    fp32, et_int8 = compress(bundle, "fp32", tmp_path), compress(bundle, "et-int8", tmp_path)
+    assert et_int8.path.suffix == ".pte" and abs(et_int8.accuracy - fp32.accuracy) <= 0.02
+
+
+def test_a_chain_can_end_in_an_executorch_program(model_cache: Path) -> None:
+    variant = compress(get_model("digits-cnn", model_cache), "structured-prune(0.25) -> et-fp32", model_cache)
+    assert variant.path.suffix == ".pte" and variant.stats["params_after"] < variant.stats["params_before"]
 
 
 def test_backend_flag_runs_onnx_on_openvino(tmp_path: Path, model_cache: Path) -> None:

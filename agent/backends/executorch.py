@@ -87,6 +87,14 @@ def _runtime() -> _Runtime | None:
     return None
 
 
+def _installed() -> str | None:
+    """Which runtime a job would load, found without importing it: the full runtime imports torch
+    (seconds and ~400 MB), which the agent's long-lived server must not pay for Describe."""
+    if importlib.util.find_spec("executorch") is not None and importlib.util.find_spec("torch") is not None:
+        return FULL
+    return NUMPY if importlib.util.find_spec("executorch_numpy_runtime") is not None else None
+
+
 def missing_reason() -> str:
     """Why this board has no ExecuTorch runtime, and what to install: Describe reports it."""
     here = f"{sys.version_info[0]}.{sys.version_info[1]}"
@@ -94,7 +102,7 @@ def missing_reason() -> str:
         return (f"no ExecuTorch Python runtime exists for Python {here}: executorch needs >= 3.10 (and torch), "
                 "executorch-numpy-runtime >= 3.12")
     if importlib.util.find_spec("executorch") is not None:
-        return "executorch is installed but its runtime cannot import torch: install a CPU build of torch"
+        return "executorch is installed but torch is not, which its runtime imports: install a CPU build of torch"
     return "install edgefarm[executorch] (executorch-numpy-runtime on Python >= 3.12, else executorch and torch)"
 
 
@@ -106,20 +114,19 @@ def _require_runtime() -> _Runtime:
 
 
 def version() -> str | None:
-    """e.g. "executorch 1.5.1"; None when no ExecuTorch runtime imports here."""
-    runtime = _runtime()
+    """e.g. "executorch 1.5.1"; None when no ExecuTorch runtime is installed here."""
+    package = _installed()
+    if package == FULL:
+        return f"{FULL} {_distribution_version(FULL)}"
+    runtime = _runtime() if package == NUMPY else None   # a light import: numpy and one extension
     return None if runtime is None else f"{runtime.package} {runtime.version}"
 
 
 def providers() -> list[str]:
-    """The backends this runtime links in, as the program would name them (XnnpackBackend, ...)."""
-    runtime = _runtime()
-    if runtime is None:
+    """The delegates the torch-free runtime links in (XnnpackBackend, ...). Not listed for the full wheel:
+    asking it imports torch into the agent's server; a job's provider names what really ran."""
+    if _installed() != NUMPY:
         return []
-    if runtime.package == FULL:
-        from executorch.extension.pybindings import portable_lib
-
-        return sorted(portable_lib._get_registered_backend_names())
     import executorch_numpy_runtime
 
     return sorted(executorch_numpy_runtime.runtime_info()["backends"])

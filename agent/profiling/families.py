@@ -11,6 +11,7 @@ import re
 GLUE_FAMILIES = ("Quantize", "Dequantize", "Transpose", "Reorder", "Cast", "Memcpy")
 # Checked in order: the first pattern found in the op type (lower-cased, without _ or spaces) wins.
 _FAMILY_PATTERNS: tuple[tuple[str, str], ...] = (
+    ("fullyconnected", "MatMul"),  # before quantize: OpenVINO's FullyConnectedQuantizedLegacy computes
     ("dequantize", "Dequantize"), ("quantize", "Quantize"), ("reformat", "Reorder"), ("reorder", "Reorder"),
     ("memcpy", "Memcpy"), ("copy", "Memcpy"), ("convtranspose", "Conv"), ("deconv", "Conv"),
     ("transpose", "Transpose"), ("shuffle", "Transpose"),

@@ -22,6 +22,7 @@ from edgefarm.agent.profiling.records import LayerProfile, LayerRow
 from edgefarm.agent.profiling.settings import ProfileSettings
 
 PROFILER = "openvino PERF_COUNT"
+_CONVERSION_SUFFIX = "/WithoutBiases"
 # exec_type tokens -> the precision the kernel ran at (checked in order: bf16 before f16)
 _PRECISION_TOKENS = (("bf16", "bf16"), ("i8", "int8"), ("u8", "int8"), ("fp16", "fp16"), ("f16", "fp16"),
                      ("fp32", "fp32"), ("f32", "fp32"), ("i32", "int32"), ("i64", "int64"))
@@ -61,10 +62,22 @@ def runtime_nodes(runtime_model: Any) -> dict[str, NodeInfo]:
         info = op.get_rt_info()
         names = _rt_text(info, "originalLayersNames")
         nodes[op.get_friendly_name()] = NodeInfo(
-            tuple(name for name in names.split(",") if name),
+            source_names(names.split(",")),
             tuple(_shape_text(output.get_partial_shape()) for output in op.outputs()),
             _rt_text(info, "runtimePrecision"))
     return nodes
+
+
+def source_names(names: list[str]) -> tuple[str, ...]:
+    """originalLayersNames, plus the ONNX node each came from where OpenVINO's conversion renamed it:
+    a Gemm or Conv becomes "/9/Gemm/WithoutBiases" (its bias split off), and int8 adds
+    ".../DequantizationMultiply"; the ONNX name "/9/Gemm" is what another runtime's table lists."""
+    found = [name for name in names if name]
+    for name in list(found):
+        onnx_name = name.split(_CONVERSION_SUFFIX, 1)[0]
+        if onnx_name != name and onnx_name not in found:
+            found.append(onnx_name)
+    return tuple(found)
 
 
 def _rt_text(info: Any, key: str) -> str:
