@@ -124,3 +124,16 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, model_cache: Path) -> 
                             "--cache-dir", str(model_cache), *FAST)
         lines = [line for line in proc.stderr.splitlines() if line.startswith("edgefarm: error:")]
         assert proc.returncode == 2 and len(lines) == 1 and needle in lines[0], f"{case}: {proc.stderr}"
+
+
+def test_prebuilt_programs_and_irs_run_as_they_are(tmp_path: Path, model_cache: Path) -> None:
+    import openvino as ov
+
+    model = mlp_model(tmp_path / "mlp.onnx")
+    ov.save_model(ov.convert_model(str(model)), str(tmp_path / "mlp.xml"))   # mlp.xml + mlp.bin
+    program = compress(get_model("digits-cnn", model_cache), "et-fp32", model_cache).path
+    farm = edgefarm.Farm.local(db=tmp_path / "r.sqlite", cache_dir=model_cache)
+    for path, backend in ((tmp_path / "mlp.xml", "openvino"), (program, "executorch")):
+        run = farm.run(path, measure=QUICK, progress=False)
+        assert run.exit_code == 0, run.failures
+        assert list(run.frame["variant"]) == ["as-is"] and list(run.frame["backend"]) == [backend]
