@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CONSTRAINTS := .ci/constraints.txt
-EXTRAS := controller,onnxruntime,litert,dev
+EXTRAS := controller,onnxruntime,litert,openvino,executorch,runtime-recipes,dev
 
 .PHONY: demo test bench lint protos system-deps clean
 

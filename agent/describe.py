@@ -18,7 +18,7 @@ def describe() -> pb.DeviceInfo:
         cpu_cores=os.cpu_count() or 0, ram_bytes=collect_ram_bytes(), os=collect_os(),
         python_version=platform.python_version(), runtimes=collect_runtimes(),
         accelerators=collect_accelerators(), sensors=available_sensors(),
-        agent_version=__version__, protocol_version=PROTOCOL_VERSION)
+        agent_version=__version__, protocol_version=PROTOCOL_VERSION, missing_runtimes=collect_missing_runtimes())
 
 
 def collect_cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
@@ -55,6 +55,21 @@ def collect_runtimes() -> list[pb.RuntimeInfo]:
         if version:
             runtimes.append(pb.RuntimeInfo(name=name, version=version, providers=module.providers()))
     return runtimes
+
+
+def collect_missing_runtimes() -> list[pb.MissingRuntime]:
+    """The backends this agent knows that cannot run here, each with why: the controller refuses their
+    jobs before uploading anything, with this reason."""
+    present = {runtime.name for runtime in collect_runtimes()}
+    return [pb.MissingRuntime(name=name, reason=_missing_reason(name))
+            for name in backend_names() if name not in present and name != "simulated"]
+
+
+def _missing_reason(name: str) -> str:
+    module = get_backend(name)
+    # Backends whose absence has more than one cause (Python version, a missing torch) explain it themselves.
+    explain = getattr(module, "missing_reason", None)
+    return explain() if explain is not None else f"not installed: pip install 'edgefarm[{name}]'"
 
 
 def collect_accelerators(root: Path = Path("/")) -> list[str]:

@@ -47,6 +47,7 @@ class Job:
                                       batch_size=max(spec.batch_size, 1), engine_cache_dir=engine_cache_dir,
                                       dla_core=spec.dla_core if spec.HasField("dla_core") else -1,
                                       sparsity=spec.sparsity, cuda_graph=spec.cuda_graph,
+                                      device=spec.device, performance_hint=spec.performance_hint,
                                       input_shapes=tuple((s.name, tuple(s.dims)) for s in spec.input_shapes))
 
     def run(self) -> None:

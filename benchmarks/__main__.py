@@ -50,6 +50,13 @@ def p1_litert(cache: Path) -> list[Figure]:
             litert_overhead_figure("dynamic-hw", models / "dynamic_hw.tflite", (1, 320, 320, 3))]
 
 
+def p1_runtimes(cache: Path) -> list[Figure]:
+    """ExecuTorch and OpenVINO against bare loops of their own Python APIs, on mobilenet-v2."""
+    from benchmarks.runtime_overhead import runtime_figures
+
+    return runtime_figures(cache)
+
+
 def repeatability(cache: Path) -> list[Figure]:
     from benchmarks.agent_repeatability import repeatability_figure, rerun_figures
     from benchmarks.models import mlp_1ms
@@ -117,6 +124,7 @@ BENCHMARKS: dict[str, Callable[[Path], list[Figure]]] = {
     "P1": p1_onnxruntime,
     "P1-dynamic": p1_dynamic,
     "P1-tflite": p1_litert,
+    "P1-runtimes": p1_runtimes,
     "R-cv+P3": repeatability,
     "P4": compression,
     "P2": upload,

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from edgefarm.agent.fidelity import top1_hits
+from edgefarm.compressors import runtime_eval
 from edgefarm.compressors.errors import EvalDataError
 from edgefarm.compressors.npz_data import fixed_batch_size, load_inputs, load_labels, model_inputs
 
@@ -29,6 +30,10 @@ def top1_accuracy(onnx_path: Path, eval_npz: Path) -> float:
         return tflite_top1_accuracy(onnx_path, eval_npz)
 
     context = f"top-1 accuracy of {onnx_path}"
+    if runtime_eval.handles(onnx_path):  # an ExecuTorch program or an OpenVINO IR: scored by its own runtime
+        scores, count = runtime_eval.first_outputs(onnx_path, eval_npz, context)
+        labels = load_labels(eval_npz, count, context)
+        return top1_hits(scores, labels[: len(scores)]) / max(len(scores), 1)
     specs = model_inputs(onnx_path)
     inputs = load_inputs(eval_npz, specs, EvalDataError, context)
     labels = load_labels(eval_npz, len(next(iter(inputs.values()))), context)
@@ -60,6 +65,10 @@ def embedding_cosine(onnx_path: Path, eval_npz: Path) -> float:
     import onnxruntime
 
     context = f"embedding cosine of {onnx_path}"
+    if runtime_eval.handles(onnx_path):
+        embeddings, count = runtime_eval.first_outputs(onnx_path, eval_npz, context)
+        reference = _reference_embeddings(eval_npz, count, context)
+        return float(row_cosines(embeddings, reference[: len(embeddings)]).mean())
     specs = model_inputs(onnx_path)
     inputs = load_inputs(eval_npz, specs, EvalDataError, context)
     reference = _reference_embeddings(eval_npz, len(next(iter(inputs.values()))), context)

@@ -28,7 +28,15 @@ from pathlib import Path
 from typing import Any
 
 from edgefarm.agent.digest import sha256_file
-from edgefarm.compressors import chains, int4, mixed_precision, quantize, tflite_export
+from edgefarm.compressors import (
+    chains,
+    executorch_export,
+    int4,
+    mixed_precision,
+    openvino_export,
+    quantize,
+    tflite_export,
+)
 from edgefarm.compressors.cache import staged_directory
 from edgefarm.compressors.calibration import calibration_reader
 from edgefarm.compressors.chain_runner import run_chain
@@ -111,6 +119,13 @@ RECIPES: dict[str, Recipe] = {
     ),
     "int4-weight": Recipe("int4-weight", int4.run, {"block_size": int4.BLOCK_SIZES, "embeddings": int4.EMBEDDINGS}),
     "tflite-int8": Recipe("tflite-int8", tflite_export.run, uses_calibration=True, artifact=tflite_export.ARTIFACT),
+    # Other runtimes' own formats (docs/recipes.md): ExecuTorch programs from the PyTorch source, OpenVINO IR.
+    "et-fp32": Recipe("et-fp32", executorch_export.run_fp32, uses_torch=True, artifact=executorch_export.ARTIFACT,
+                      exports_from_program=True),
+    "et-int8": Recipe("et-int8", executorch_export.run_int8, uses_calibration=True, uses_torch=True,
+                      artifact=executorch_export.ARTIFACT, exports_from_program=True),
+    "ov-fp16": Recipe("ov-fp16", openvino_export.run_fp16, artifact=openvino_export.ARTIFACT),
+    "ov-int8": Recipe("ov-int8", openvino_export.run_int8, uses_calibration=True, artifact=openvino_export.ARTIFACT),
 }
 
 
@@ -168,9 +183,7 @@ def compress(
     resolved = chosen.resolve(params)
     if not bundle.onnx_path.is_file():
         raise BadModelError(f"model file {bundle.onnx_path} of {bundle.name} does not exist; check the path")
-    if chosen.uses_torch and bundle.torch_source is None:
-        raise BadModelError(f"recipe {chosen.name} has PyTorch steps, but {bundle.name} has no PyTorch source "
-                            f"(a model given as an ONNX file); use ONNX-level recipes: {', '.join(onnx_steps())}")
+    _check_torch_source(bundle, chosen)
     inputs = _inputs_identity(bundle, chosen, resolved)
     entry = Path(cache_dir) / "variants" / _entry_name(chosen, inputs)
     if not _is_cached(entry):
@@ -179,6 +192,18 @@ def compress(
             job = RecipeJob(bundle, resolved, staging / "work", staging / chosen.artifact, progress, Path(cache_dir))
             _make_variant(job, chosen, inputs)
     return replace(_read_variant(entry), model=bundle.name)
+
+
+def _check_torch_source(bundle: ModelBundle, recipe: Recipe) -> None:
+    if not recipe.uses_torch or bundle.torch_source is not None:
+        return
+    if recipe.exports_from_program and bundle.exported_program is None:
+        raise BadModelError(f"recipe {recipe.name} exports from PyTorch, but {bundle.name} has no PyTorch source "
+                            "(a model given as an ONNX file); give the nn.Module itself "
+                            "(edgefarm.compressors.models.torch_module.bundle_from_torch)")
+    if not recipe.exports_from_program:
+        raise BadModelError(f"recipe {recipe.name} has PyTorch steps, but {bundle.name} has no PyTorch source "
+                            f"(a model given as an ONNX file); use ONNX-level recipes: {', '.join(onnx_steps())}")
 
 
 def _inputs_identity(bundle: ModelBundle, recipe: Recipe, params: Mapping[str, str]) -> dict[str, Any]:
@@ -195,7 +220,9 @@ def _inputs_identity(bundle: ModelBundle, recipe: Recipe, params: Mapping[str, s
     if recipe.uses_torch:
         from edgefarm.compressors.torch_steps.stages import source_digest
 
-        identity["torch_source"] = source_digest(bundle)  # weights and training data
+        # weights and training data; or the user's saved program
+        identity["torch_source"] = source_digest(bundle) if bundle.torch_source else \
+            sha256_file(bundle.exported_program)
     return identity
 
 
@@ -230,13 +257,16 @@ def _make_variant(job: RecipeJob, recipe: Recipe, inputs: Mapping[str, Any]) -> 
         "model": job.bundle.name, "recipe": recipe.name, "params": dict(job.params), "file": job.out.name,
         "size_bytes": job.out.stat().st_size, "sha256": sha256_file(job.out), "accuracy": accuracy,
         "duration_s": round(duration_s, 6), "inputs": dict(inputs), "created_unix": round(time.time(), 3),
-        "versions": {name: _version(name) for name in _VERSIONED + (_TORCH_VERSIONED if recipe.uses_torch else ())},
+        "versions": {name: _version(name) for name in _VERSIONED + (_TORCH_VERSIONED if recipe.uses_torch else ())
+                     + _FORMAT_VERSIONED.get(Path(recipe.artifact).suffix, ())},
         "stats": dict(outcome.stats), "steps": list(outcome.steps),
     }
     (job.out.parent / RECORD).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
 _VERSIONED = ("onnx", "onnxruntime", "onnxconverter-common")
+# What made another runtime's artifact, by its suffix: an exporter upgrade changes the artifact.
+_FORMAT_VERSIONED = {".pte": ("executorch", "torchao"), ".ovir": ("openvino", "nncf")}
 _TORCH_VERSIONED = ("torch", "torch-pruning")
 
 

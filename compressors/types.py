@@ -79,6 +79,7 @@ class Recipe:
     spec: str = ""
     uses_torch: bool = False
     artifact: str = ARTIFACT
+    exports_from_program: bool = False   # uses_torch, but a saved torch.export program will do (et-*)
 
     def resolve(self, params: Mapping[str, str] | None) -> dict[str, str]:
         """Every parameter with defaults filled in, or RecipeParamsError naming the valid choices."""

@@ -78,15 +78,21 @@ def _has_ipywidgets() -> bool:
 
 def summary_table(rows: list[dict]) -> Table:
     table = Table(title="edgefarm results")
-    columns = [("variant", "variant"), ("device", "device"), ("p50 ms", "latency_p50_ms"),
+    columns = [("variant", "variant"), ("device", "device"), ("backend: route", "route"), ("p50 ms", "latency_p50_ms"),
                ("p99 ms", "latency_p99_ms"), ("FPS", "fps"), ("size KiB", "size_kib"),
                ("accuracy %", "accuracy_pct"), ("device acc %", "device_accuracy_pct"),
                ("fidelity (host/board)", "fidelity"), ("mJ/inf", "energy"), ("measured at", "inputs")]
     for title, _ in columns:
-        table.add_column(title, justify="left" if title in ("variant", "device") else "right")
+        table.add_column(title, justify="left" if title in ("variant", "device", "backend: route") else "right")
     for row in rows:
-        table.add_row(*(_cell(row.get(key)) for _, key in columns))
+        table.add_row(*(_cell(route_cell(row) if key == "route" else row.get(key)) for _, key in columns))
     return table
+
+
+def route_cell(row: dict) -> str:
+    """Which runtime ran the variant and how: "openvino: CPU (f32, LATENCY)", "executorch: xnnpack (1 partition)"."""
+    backend, provider = row.get("backend") or "", row.get("provider") or ""
+    return f"{backend}: {provider}" if provider and provider != backend else backend or "–"
 
 
 def fidelity_cell(row: dict) -> str:

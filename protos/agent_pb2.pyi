@@ -21,7 +21,7 @@ class RuntimeInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., providers: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DeviceInfo(_message.Message):
-    __slots__ = ("hostname", "machine", "cpu_model", "cpu_cores", "ram_bytes", "os", "python_version", "runtimes", "accelerators", "sensors", "agent_version", "protocol_version")
+    __slots__ = ("hostname", "machine", "cpu_model", "cpu_cores", "ram_bytes", "os", "python_version", "runtimes", "accelerators", "sensors", "agent_version", "protocol_version", "missing_runtimes")
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     MACHINE_FIELD_NUMBER: _ClassVar[int]
     CPU_MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -34,6 +34,7 @@ class DeviceInfo(_message.Message):
     SENSORS_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MISSING_RUNTIMES_FIELD_NUMBER: _ClassVar[int]
     hostname: str
     machine: str
     cpu_model: str
@@ -46,7 +47,16 @@ class DeviceInfo(_message.Message):
     sensors: _containers.RepeatedScalarFieldContainer[str]
     agent_version: str
     protocol_version: str
-    def __init__(self, hostname: _Optional[str] = ..., machine: _Optional[str] = ..., cpu_model: _Optional[str] = ..., cpu_cores: _Optional[int] = ..., ram_bytes: _Optional[int] = ..., os: _Optional[str] = ..., python_version: _Optional[str] = ..., runtimes: _Optional[_Iterable[_Union[RuntimeInfo, _Mapping]]] = ..., accelerators: _Optional[_Iterable[str]] = ..., sensors: _Optional[_Iterable[str]] = ..., agent_version: _Optional[str] = ..., protocol_version: _Optional[str] = ...) -> None: ...
+    missing_runtimes: _containers.RepeatedCompositeFieldContainer[MissingRuntime]
+    def __init__(self, hostname: _Optional[str] = ..., machine: _Optional[str] = ..., cpu_model: _Optional[str] = ..., cpu_cores: _Optional[int] = ..., ram_bytes: _Optional[int] = ..., os: _Optional[str] = ..., python_version: _Optional[str] = ..., runtimes: _Optional[_Iterable[_Union[RuntimeInfo, _Mapping]]] = ..., accelerators: _Optional[_Iterable[str]] = ..., sensors: _Optional[_Iterable[str]] = ..., agent_version: _Optional[str] = ..., protocol_version: _Optional[str] = ..., missing_runtimes: _Optional[_Iterable[_Union[MissingRuntime, _Mapping]]] = ...) -> None: ...
+
+class MissingRuntime(_message.Message):
+    __slots__ = ("name", "reason")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    reason: str
+    def __init__(self, name: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class HasArtifactsRequest(_message.Message):
     __slots__ = ("sha256",)
@@ -103,7 +113,7 @@ class MeasurePolicy(_message.Message):
     def __init__(self, min_iterations: _Optional[int] = ..., min_seconds: _Optional[float] = ..., max_iterations: _Optional[int] = ..., max_seconds: _Optional[float] = ...) -> None: ...
 
 class BenchmarkSpec(_message.Message):
-    __slots__ = ("job_id", "artifact_sha256", "backend", "threads", "execution_provider", "delegate", "precision", "batch_size", "warmup", "measure", "timeout_seconds", "eval_artifact_sha256", "seed", "streams", "dla_core", "sparsity", "cuda_graph", "input_shapes", "inputs_artifact_sha256", "fidelity_artifact_sha256", "profile", "profile_iterations", "benchmark_model_path")
+    __slots__ = ("job_id", "artifact_sha256", "backend", "threads", "execution_provider", "delegate", "precision", "batch_size", "warmup", "measure", "timeout_seconds", "eval_artifact_sha256", "seed", "streams", "dla_core", "sparsity", "cuda_graph", "input_shapes", "inputs_artifact_sha256", "fidelity_artifact_sha256", "profile", "profile_iterations", "benchmark_model_path", "device", "performance_hint")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     ARTIFACT_SHA256_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
@@ -127,6 +137,8 @@ class BenchmarkSpec(_message.Message):
     PROFILE_FIELD_NUMBER: _ClassVar[int]
     PROFILE_ITERATIONS_FIELD_NUMBER: _ClassVar[int]
     BENCHMARK_MODEL_PATH_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    PERFORMANCE_HINT_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     artifact_sha256: str
     backend: str
@@ -150,7 +162,9 @@ class BenchmarkSpec(_message.Message):
     profile: bool
     profile_iterations: int
     benchmark_model_path: str
-    def __init__(self, job_id: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., backend: _Optional[str] = ..., threads: _Optional[int] = ..., execution_provider: _Optional[str] = ..., delegate: _Optional[str] = ..., precision: _Optional[str] = ..., batch_size: _Optional[int] = ..., warmup: _Optional[_Union[WarmupPolicy, _Mapping]] = ..., measure: _Optional[_Union[MeasurePolicy, _Mapping]] = ..., timeout_seconds: _Optional[float] = ..., eval_artifact_sha256: _Optional[str] = ..., seed: _Optional[int] = ..., streams: _Optional[int] = ..., dla_core: _Optional[int] = ..., sparsity: bool = ..., cuda_graph: bool = ..., input_shapes: _Optional[_Iterable[_Union[InputShape, _Mapping]]] = ..., inputs_artifact_sha256: _Optional[str] = ..., fidelity_artifact_sha256: _Optional[str] = ..., profile: bool = ..., profile_iterations: _Optional[int] = ..., benchmark_model_path: _Optional[str] = ...) -> None: ...
+    device: str
+    performance_hint: str
+    def __init__(self, job_id: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., backend: _Optional[str] = ..., threads: _Optional[int] = ..., execution_provider: _Optional[str] = ..., delegate: _Optional[str] = ..., precision: _Optional[str] = ..., batch_size: _Optional[int] = ..., warmup: _Optional[_Union[WarmupPolicy, _Mapping]] = ..., measure: _Optional[_Union[MeasurePolicy, _Mapping]] = ..., timeout_seconds: _Optional[float] = ..., eval_artifact_sha256: _Optional[str] = ..., seed: _Optional[int] = ..., streams: _Optional[int] = ..., dla_core: _Optional[int] = ..., sparsity: bool = ..., cuda_graph: bool = ..., input_shapes: _Optional[_Iterable[_Union[InputShape, _Mapping]]] = ..., inputs_artifact_sha256: _Optional[str] = ..., fidelity_artifact_sha256: _Optional[str] = ..., profile: bool = ..., profile_iterations: _Optional[int] = ..., benchmark_model_path: _Optional[str] = ..., device: _Optional[str] = ..., performance_hint: _Optional[str] = ...) -> None: ...
 
 class InputShape(_message.Message):
     __slots__ = ("name", "dims")

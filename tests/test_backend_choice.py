@@ -10,12 +10,12 @@ import pytest
 
 from edgefarm.controller.agents.canary import canary_backend, health_check
 from edgefarm.controller.agents.local_agent import LocalAgent
-from edgefarm.controller.agents.records import BenchmarkResult, Fingerprint, LatencyStats
+from edgefarm.controller.agents.records import BenchmarkResult, DeviceInfo, Fingerprint, LatencyStats, RuntimeInfo
 from edgefarm.controller.config.inventory import Device
 from edgefarm.controller.execution.farm_run import _pinned, planned_format
 from edgefarm.controller.nightly.regression import Outcome, RegressionPolicy
 from edgefarm.controller.nightly.run import _confirm_reruns, _first_pass
-from edgefarm.controller.planning.backends import NoBackendError, choose_backend
+from edgefarm.controller.planning.backends import NoBackendError, choose_backend, runtime_refusal
 from edgefarm.controller.planning.scheduler import PlanError, PlannedJob, TargetRef, expand
 from edgefarm.controller.results.store import JobRecord, ResultStore, VariantRecord
 
@@ -25,13 +25,21 @@ from edgefarm.controller.results.store import JobRecord, ResultStore, VariantRec
     (("tensorrt",), ".onnx", None, "tensorrt"),                  # a Jetson without ONNX Runtime
     (("onnxruntime", "tensorrt"), ".onnx", "tensorrt", "tensorrt"),
     (("litert",), ".tflite", None, "litert"),
+    (("onnxruntime", "openvino"), ".onnx", None, "onnxruntime"),  # OpenVINO reads ONNX, after the ONNX runtimes
+    (("openvino",), ".onnx", None, "openvino"),                  # an x86 box with OpenVINO only
+    (("onnxruntime", "openvino"), ".onnx", "openvino", "openvino"),   # --backend openvino
+    (("openvino", "executorch"), ".ovir", None, "openvino"),
+    (("openvino", "executorch"), ".pte", None, "executorch"),
 ])
 def test_the_backend_follows_the_board_and_the_artifact(capabilities, fmt, requested, chosen):
     assert choose_backend(capabilities, fmt, requested) == chosen
 
 
 @pytest.mark.parametrize(("capabilities", "fmt", "requested", "message"), [
-    (("litert",), ".onnx", None, r"\.onnx files need onnxruntime or tensorrt; the board has litert"),
+    (("litert",), ".onnx", None, r"\.onnx files need onnxruntime or tensorrt or openvino; the board has litert"),
+    (("onnxruntime",), ".pte", None, r"\.pte files need executorch; the board has onnxruntime"),
+    (("onnxruntime", "openvino"), ".pte", "openvino", r"backend openvino does not run \.pte files "
+                                                      r"\(it runs \.onnx, \.ovir\)"),
     (("onnxruntime",), ".tflite", None, r"\.tflite files need litert; the board has onnxruntime"),
     (("onnxruntime",), ".onnx", "tensorrt", r"the board has no tensorrt \(it has onnxruntime\)"),
     (("litert", "onnxruntime"), ".onnx", "litert", r"backend litert does not run \.onnx files \(it runs \.tflite\)"),
@@ -67,6 +75,23 @@ def test_a_recipe_names_the_format_it_ships():
     assert planned_format("digits-cnn", "int8-static") == ".onnx"
     assert planned_format("digits-cnn", "tflite-int8") == ".tflite"
     assert planned_format("detector.tflite", "as-is") == ".tflite"
+    assert planned_format("digits-cnn", "et-int8") == ".pte"
+    assert planned_format("digits-cnn", "ov-int8") == ".ovir"
+    assert planned_format("detector.xml", "as-is") == ".ovir"   # an IR ships as one .ovir bundle
+    assert planned_format("detector.pte", "as-is") == ".pte"
+
+
+def test_a_runtime_the_board_lacks_is_refused_with_its_agents_reason():
+    info = DeviceInfo(runtimes=(RuntimeInfo("onnxruntime", "1.32.0"),),
+                      missing_runtimes=(("executorch", "no ExecuTorch Python runtime exists for Python 3.8"),))
+    assert runtime_refusal("jetson-01", info, "onnxruntime") == ""
+    assert runtime_refusal("jetson-01", info, "executorch") == (
+        "jetson-01 has no executorch runtime: no ExecuTorch Python runtime exists for Python 3.8; nothing was "
+        "uploaded (the agent runs onnxruntime)")
+    # An agent older than the missing-runtimes list still lists what it has
+    assert "its agent does not list it" in runtime_refusal("x86-01", DeviceInfo(runtimes=info.runtimes), "openvino")
+    assert runtime_refusal("x86-01", None, "openvino") == ""               # no Describe: the agent decides
+    assert runtime_refusal("x86-01", info, "simulated") == ""               # scale tests: never listed
 
 
 def test_the_canary_uses_a_backend_the_board_has():

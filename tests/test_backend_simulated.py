@@ -76,5 +76,6 @@ def test_the_farm_picks_it_only_for_a_json_artifact_on_a_simulated_device() -> N
     assert choose_backend(("simulated",), artifact_format(Path("sim.json"))) == "simulated"
     with pytest.raises(NoBackendError, match=r"\.json files need simulated; the board has onnxruntime"):
         choose_backend(("onnxruntime",), ".json")
-    with pytest.raises(NoBackendError, match=r"\.onnx files need onnxruntime or tensorrt; the board has simulated"):
+    with pytest.raises(NoBackendError,
+                       match=r"\.onnx files need onnxruntime or tensorrt or openvino; the board has simulated"):
         choose_backend(("simulated",), ".onnx")

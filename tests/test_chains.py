@@ -75,7 +75,7 @@ def test_the_canonical_text_reads_back_as_itself() -> None:
         ("structured-prune(amount=-0.1)", "<recipe>:1:18: step structured-prune: amount=-0.1 is outside [0, 1)"),
         ("prune(0.5)", "<recipe>:1:1: unknown step 'prune'; valid steps: unstructured-prune, structured-prune, "
                        "sparse24, finetune, distill, qat (PyTorch), fp32, fp16, int8-dynamic, int8-static, "
-                       "mixed-int8, int4-weight, tflite-int8 (ONNX)"),
+                       "mixed-int8, int4-weight, tflite-int8, et-fp32, et-int8, ov-fp16, ov-int8 (ONNX)"),
         ("finetune(epoch=3)", "<recipe>:1:10: step finetune has no parameter 'epoch'; it takes epochs (integer in "
                               "[1, 1000], default 20), lr (number in (0, 1], default 0.003)"),
         ("finetune(epochs=2.5)", "<recipe>:1:10: step finetune: epochs=2.5 must be an integer"),

@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 
 from edgefarm.controller.agents.client import AgentUnreachableError
-from edgefarm.controller.agents.records import BenchmarkResult, DeviceInfo, Failure, JobSpec, LatencyStats, Progress
+from edgefarm.controller.agents.records import (
+    BenchmarkResult,
+    DeviceInfo,
+    Failure,
+    JobSpec,
+    LatencyStats,
+    Progress,
+    RuntimeInfo,
+)
 from edgefarm.controller.agents.security import SecurityError
 from edgefarm.controller.config.inventory import Device
 from edgefarm.controller.console import RunConsole
@@ -477,3 +485,29 @@ def test_a_run_cancelled_while_its_boards_were_being_leased_still_gives_them_bac
     asyncio.run(ctrl_c_during_the_lease())
     assert boards.ran == []
     assert [state.status for state in runner.leases.states(["board-a", "board-b"])] == ["idle", "idle"]
+
+
+class NoOnnxRuntimeClient(ScriptedClient):
+    """A board whose devices.yaml lists onnxruntime, but whose agent says it cannot run it (Describe)."""
+
+    uploads: list[str] = []
+
+    async def connect(self) -> DeviceInfo:
+        return DeviceInfo(hostname=self.device, protocol_version="edgefarm.v1.2",
+                          runtimes=(RuntimeInfo("litert", "ai-edge-litert 2.3.0"),),
+                          missing_runtimes=(("onnxruntime", "not installed: pip install 'edgefarm[onnxruntime]'"),))
+
+    async def ensure_uploaded(self, path: Path, sha256: str) -> int:
+        self.uploads.append(sha256)
+        return 0
+
+
+def test_a_runtime_the_boards_agent_lacks_is_refused_before_any_upload(tmp_path):
+    boards = ScriptedBoards({"board-a": []})
+    boards.client = lambda board: NoOnnxRuntimeClient(boards, board.name)
+    runner, jobs, _ = _scripted_runner(tmp_path, boards, ("fp32",), ("board-a",))
+    outcome = asyncio.run(runner.run(jobs))
+    assert [(end.kind, end.message) for end in outcome.failed] == [(
+        "bad-input", "board-a has no onnxruntime runtime: not installed: pip install 'edgefarm[onnxruntime]'; "
+                     "nothing was uploaded (the agent runs litert)")]
+    assert NoOnnxRuntimeClient.uploads == [] and boards.ran == [] and outcome.quarantined == []

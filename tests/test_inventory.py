@@ -63,6 +63,17 @@ def test_valid_snippet_loads(tmp_path: Path) -> None:
     assert device.address == "192.0.2.1:50051"
 
 
+def test_openvino_and_executorch_options_load(tmp_path: Path) -> None:
+    text = (edit("[onnxruntime, litert]", "[openvino, executorch, litert]")
+            + "      openvino: {device: GPU, performance_hint: throughput, threads: 4, precision: bf16}\n"
+            + "      executorch: {threads: 2}\n")
+    device = load_inventory(write(tmp_path, text)).get("cam-01")
+    assert device.backends == ("openvino", "executorch", "litert")
+    assert device.settings("openvino") == BackendSettings("openvino", threads=4, precision="bf16", device="GPU",
+                                                          performance_hint="throughput")
+    assert device.settings("executorch") == BackendSettings("executorch", threads=2)
+
+
 # --- the shipped file --------------------------------------------------------------------------
 
 def test_shipped_devices_yaml_has_the_four_devices() -> None:
@@ -71,7 +82,8 @@ def test_shipped_devices_yaml_has_the_four_devices() -> None:
     assert inventory.get("jetson-orin-01").backends == ("tensorrt", "onnxruntime")
     assert inventory.get("jetson-orin-01").settings("tensorrt").precision == "fp16"
     assert inventory.get("rpi5-coral-01").settings("litert").delegate == "edgetpu"
-    assert inventory.get("x86-bench-01").backends == ("onnxruntime",)
+    assert inventory.get("x86-bench-01").backends == ("onnxruntime", "openvino")
+    assert inventory.get("x86-bench-01").settings("openvino").performance_hint == "latency"
     local = inventory.get("local")
     assert (local.address, local.backends) == ("127.0.0.1:50051", ("onnxruntime", "litert"))
 
@@ -136,7 +148,7 @@ ERROR_CASES = {
     "unknown backend": (
         edit("backends: [onnxruntime, litert]", "backends:\n      - onnxruntime\n      - tflite"),
         "devices.yaml:9: device 'cam-01': unknown backend 'tflite'; "
-        "valid backends: onnxruntime, litert, tensorrt"),
+        "valid backends: onnxruntime, litert, tensorrt, openvino, executorch"),
     "backend twice": (edit("[onnxruntime, litert]", "[litert, litert]"),
                       "devices.yaml:7: device 'cam-01': backend 'litert' is listed twice in backends"),
     "options for an unknown backend": (
@@ -179,6 +191,20 @@ ERROR_CASES = {
         edit("[onnxruntime, litert]", "[tensorrt, litert]")
         + "      tensorrt: {precision: int8, dla_core: 2}\n",
         "devices.yaml:11: device 'cam-01': tensorrt options: dla_core must be an integer from 0 to 1, got 2"),
+    "unknown openvino performance hint": (
+        edit("[onnxruntime, litert]", "[openvino, litert]") + "      openvino:\n        performance_hint: fast\n",
+        "devices.yaml:12: device 'cam-01': openvino options: unknown performance_hint 'fast'; "
+        "valid performance_hints: latency, throughput"),
+    "unknown openvino device": (
+        edit("[onnxruntime, litert]", "[openvino, litert]") + "      openvino: {device: TPU}\n",
+        "devices.yaml:11: device 'cam-01': openvino options: unknown device 'TPU'; valid devices: CPU, GPU, NPU"),
+    "openvino precision int8 (it comes from the model)": (
+        edit("[onnxruntime, litert]", "[openvino, litert]") + "      openvino: {precision: int8}\n",
+        "devices.yaml:11: device 'cam-01': openvino options: unknown precision 'int8'; "
+        "valid precisions: fp32, fp16, bf16"),
+    "executorch takes threads only": (
+        edit("[onnxruntime, litert]", "[executorch, litert]") + "      executorch: {delegate: xnnpack}\n",
+        "devices.yaml:11: device 'cam-01': executorch options: unknown key 'delegate'; valid keys: threads"),
     "duplicate device name": (
         VALID + "  - name: cam-01\n    host: 192.0.2.2\n    port: 50051\n    backends: [litert]\n",
         "devices.yaml:11: duplicate device name 'cam-01'; first used at line 2; names must be unique"),

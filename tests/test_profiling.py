@@ -120,7 +120,7 @@ def test_a_malformed_profile_is_an_infrastructure_failure_not_a_crash(variants, 
 def test_a_runtime_without_a_profiler_says_not_available():
     found = run_profile("simulated", object(), "model.onnx", BackendOptions(), {}, ProfileSettings())
     assert not found.available and found.unavailable_reason.startswith("not available: backend 'simulated'")
-    assert set(PROFILERS) == {"onnxruntime", "litert", "tensorrt"}
+    assert set(PROFILERS) == {"onnxruntime", "litert", "tensorrt", "openvino", "executorch"}
 
 
 def test_litert_records_which_nodes_the_delegate_took_and_no_invented_time():

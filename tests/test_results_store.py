@@ -76,6 +76,15 @@ def test_a_job_spec_survives_the_wire_and_keeps_its_zeros_and_unset_dla_core():
     assert wire.spec_from_pb(wire.spec_to_pb(spec)) == spec
     assert not wire.spec_to_pb(spec).HasField("dla_core")
     assert wire.spec_from_pb(wire.spec_to_pb(replace(spec, dla_core=0))).dla_core == 0
+    openvino = JobSpec("j", "a" * 64, "openvino", device="GPU", performance_hint="throughput", threads=4)
+    assert wire.spec_from_pb(wire.spec_to_pb(openvino)) == openvino
+
+
+def test_a_device_description_keeps_why_a_runtime_is_missing():
+    device = replace(RESULT.device, missing_runtimes=(("executorch", "no ExecuTorch Python runtime for 3.8"),))
+    assert wire.device_from_pb(wire.device_to_pb(device)) == device
+    assert device.missing_reason("executorch").startswith("no ExecuTorch")
+    assert device.missing_reason("openvino") == ""
 
 
 def test_a_device_description_survives_the_wire():

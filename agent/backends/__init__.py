@@ -11,8 +11,10 @@ import importlib
 from edgefarm.agent.backends.base import BackendModule
 
 REGISTRY: dict[str, str] = {
+    "executorch": "edgefarm.agent.backends.executorch",
     "litert": "edgefarm.agent.backends.litert",
     "onnxruntime": "edgefarm.agent.backends.onnxruntime",
+    "openvino": "edgefarm.agent.backends.openvino",
     "simulated": "edgefarm.agent.backends.simulated",  # scheduler and scale tests only: it sleeps
     "tensorrt": "edgefarm.agent.backends.tensorrt",
 }

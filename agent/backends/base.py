@@ -36,6 +36,9 @@ class BackendOptions:
     sparsity: bool = False      # let TensorRT pick 2:4 structured-sparse kernels (SPARSE_WEIGHTS)
     cuda_graph: bool = False    # capture the enqueue once as a CUDA graph and replay it
     calibration_path: str = ""  # .npz with an `x` array: INT8 entropy calibration for a non-QDQ model
+    # OpenVINO: the device plugin (CPU, GPU, NPU; "" = CPU) and its performance hint (latency, throughput).
+    device: str = ""
+    performance_hint: str = ""
     # The exact shape of every input the job runs at (name, dims), every dynamic dim resolved by the
     # controller. Empty: the model's own static shapes, a dynamic leading dim taking batch_size.
     input_shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()

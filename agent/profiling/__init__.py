@@ -20,8 +20,10 @@ __all__ = ["PROFILERS", "LayerProfile", "LayerRow", "ProfileFormatError", "Profi
 log = logging.getLogger(__name__)
 
 PROFILERS: dict[str, str] = {
+    "executorch": "edgefarm.agent.profiling.executorch",
     "litert": "edgefarm.agent.profiling.litert",
     "onnxruntime": "edgefarm.agent.profiling.onnxruntime",
+    "openvino": "edgefarm.agent.profiling.openvino",
     "tensorrt": "edgefarm.agent.profiling.tensorrt",
 }
 

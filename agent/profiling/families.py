@@ -11,9 +11,11 @@ import re
 GLUE_FAMILIES = ("Quantize", "Dequantize", "Transpose", "Reorder", "Cast", "Memcpy")
 # Checked in order: the first pattern found in the op type (lower-cased, without _ or spaces) wins.
 _FAMILY_PATTERNS: tuple[tuple[str, str], ...] = (
+    ("fullyconnected", "MatMul"),  # before quantize: OpenVINO's FullyConnectedQuantizedLegacy computes
     ("dequantize", "Dequantize"), ("quantize", "Quantize"), ("reformat", "Reorder"), ("reorder", "Reorder"),
     ("memcpy", "Memcpy"), ("copy", "Memcpy"), ("convtranspose", "Conv"), ("deconv", "Conv"),
     ("transpose", "Transpose"), ("shuffle", "Transpose"),
+    ("convert", "Cast"),  # before conv: OpenVINO's and XNNPACK's Convert change the element type
     ("cast", "Cast"), ("depthwiseconv", "Conv"), ("conv", "Conv"), ("gemm", "MatMul"), ("matmul", "MatMul"),
     ("fullyconnected", "MatMul"), ("batchmatmul", "MatMul"), ("pool", "Pool"), ("mean", "Pool"),
     ("reduce", "Reduce"), ("softmax", "Softmax"), ("layernorm", "Norm"), ("batchnorm", "Norm"),

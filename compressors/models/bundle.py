@@ -30,7 +30,10 @@ class ModelBundle:
     calib_npz feeds static quantization, eval_npz measures quality; either may be
     absent for a user's own model. metric names how quality is scored: "top1" for
     classifiers, "cosine" (embedding fidelity to the fp32 model) for encoders.
-    torch_source is None for a model that arrives as an ONNX file only.
+    torch_source is None for a model that arrives as an ONNX file only. exported_program
+    is a user's nn.Module as torch.export saved it (.pt2, bundle_from_torch): what the et-*
+    recipes export from when there is no torch_source (it cannot be trained, so chains need
+    the torch_source).
     """
 
     name: str
@@ -39,3 +42,4 @@ class ModelBundle:
     eval_npz: Path | None
     metric: str
     torch_source: TorchSource | None = None
+    exported_program: Path | None = None

@@ -5,6 +5,7 @@ minilm uses too; torch is imported only when exporting.
 """
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 import tempfile
@@ -20,6 +21,8 @@ from edgefarm.compressors.models.bundle import ModelBundle
 from edgefarm.compressors.models.onnx_file import check_onnx_file
 
 OPSET = 17
+PROGRAM = "model.pt2"   # the user's module as torch.export saved it (ModelBundle.exported_program)
+log = logging.getLogger(__name__)
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # becomes a directory name in the cache
 
 
@@ -44,11 +47,38 @@ def bundle_from_torch(
         exported = Path(scratch) / "model.onnx"
         _export_user_module(module, example_input, exported)
         check_onnx_file(exported)
+        program = _save_exported_program(module, example_input, Path(scratch) / PROGRAM)
         final = Path(cache_dir) / "torch-models" / f"{name}-{sha256_file(exported)[:16]}"
-        if not (final / "model.onnx").is_file():
+        if not (final / "model.onnx").is_file() or (program and not (final / PROGRAM).is_file()):
+            shutil.rmtree(final, ignore_errors=True)   # an entry from before .pt2 files were kept
             with staged_directory(final) as staging:
                 shutil.copyfile(exported, staging / "model.onnx")
-    return ModelBundle(name, final / "model.onnx", _optional(calib), _optional(eval), metric=metric)
+                if program:
+                    shutil.copyfile(program, staging / PROGRAM)
+    kept = final / PROGRAM if (final / PROGRAM).is_file() else None
+    return ModelBundle(name, final / "model.onnx", _optional(calib), _optional(eval), metric=metric,
+                       exported_program=kept)
+
+
+def _save_exported_program(module: Any, example_input: Any, path: Path) -> Path | None:
+    """The module as torch.export saves it, for the recipes that export from PyTorch (et-fp32, et-int8);
+    None (logged) when torch.export cannot take it: the ONNX-level recipes still apply."""
+    import torch
+
+    inputs = example_input if isinstance(example_input, tuple) else (example_input,)
+    was_training = module.training
+    module.eval()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.export's own API notices, not about the module
+            torch.export.save(torch.export.export(module, inputs), str(path))
+    except Exception as error:  # torch.export raises many types; the ONNX path already succeeded
+        log.info("torch.export cannot take %s (%s); the et-* recipes will not apply to it",
+                 type(module).__name__, str(error).strip().splitlines()[0] if str(error).strip() else error)
+        return None
+    finally:
+        module.train(was_training)
+    return path
 
 
 def _optional(path: Path | None) -> Path | None:

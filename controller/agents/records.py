@@ -44,10 +44,15 @@ class DeviceInfo:
     sensors: tuple[str, ...] = ()
     agent_version: str = ""
     protocol_version: str = ""
+    missing_runtimes: tuple[tuple[str, str], ...] = ()   # (backend, why it cannot run here)
 
     @property
     def backends(self) -> tuple[str, ...]:
         return tuple(runtime.name for runtime in self.runtimes)
+
+    def missing_reason(self, backend: str) -> str:
+        """Why `backend` cannot run on this board, as its agent says; "" when the agent does not say."""
+        return dict(self.missing_runtimes).get(backend, "")
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,8 @@ class JobSpec:
     profile: bool = False               # a separate per-layer profiling pass after the headline measurement
     profile_iterations: int = 0         # 0: the agent's default
     benchmark_model_path: str = ""      # LiteRT: a benchmark_model binary on the board, for per-op time
+    device: str = ""                    # OpenVINO: the device plugin (CPU, GPU, NPU); "" = CPU
+    performance_hint: str = ""          # OpenVINO: latency | throughput; "" = latency
 
 
 @dataclass(frozen=True)

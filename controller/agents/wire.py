@@ -41,7 +41,7 @@ def spec_to_pb(spec: JobSpec) -> pb.BenchmarkSpec:
         input_shapes=[pb.InputShape(name=name, dims=list(dims)) for name, dims in spec.input_shapes],
         inputs_artifact_sha256=spec.inputs_artifact_sha256, fidelity_artifact_sha256=spec.fidelity_artifact_sha256,
         profile=spec.profile, profile_iterations=spec.profile_iterations,
-        benchmark_model_path=spec.benchmark_model_path)
+        benchmark_model_path=spec.benchmark_model_path, device=spec.device, performance_hint=spec.performance_hint)
     if spec.dla_core is not None:
         message.dla_core = spec.dla_core
     return message
@@ -60,14 +60,16 @@ def spec_from_pb(message: pb.BenchmarkSpec) -> JobSpec:
         sparsity=message.sparsity, cuda_graph=message.cuda_graph, input_shapes=_shapes(message.input_shapes),
         inputs_artifact_sha256=message.inputs_artifact_sha256,
         fidelity_artifact_sha256=message.fidelity_artifact_sha256, profile=message.profile,
-        profile_iterations=message.profile_iterations, benchmark_model_path=message.benchmark_model_path)
+        profile_iterations=message.profile_iterations, benchmark_model_path=message.benchmark_model_path,
+        device=message.device, performance_hint=message.performance_hint)
 
 
 def device_from_pb(message: pb.DeviceInfo) -> DeviceInfo:
     runtimes = tuple(RuntimeInfo(r.name, r.version, tuple(r.providers)) for r in message.runtimes)
     return DeviceInfo(message.hostname, message.machine, message.cpu_model, message.cpu_cores, message.ram_bytes,
                       message.os, message.python_version, runtimes, tuple(message.accelerators),
-                      tuple(message.sensors), message.agent_version, message.protocol_version)
+                      tuple(message.sensors), message.agent_version, message.protocol_version,
+                      tuple((m.name, m.reason) for m in message.missing_runtimes))
 
 
 def device_to_pb(device: DeviceInfo) -> pb.DeviceInfo:
@@ -76,7 +78,9 @@ def device_to_pb(device: DeviceInfo) -> pb.DeviceInfo:
                          cpu_cores=device.cpu_cores, ram_bytes=device.ram_bytes, os=device.os,
                          python_version=device.python_version, runtimes=runtimes,
                          accelerators=list(device.accelerators), sensors=list(device.sensors),
-                         agent_version=device.agent_version, protocol_version=device.protocol_version)
+                         agent_version=device.agent_version, protocol_version=device.protocol_version,
+                         missing_runtimes=[pb.MissingRuntime(name=name, reason=reason)
+                                           for name, reason in device.missing_runtimes])
 
 
 def health_from_pb(message: pb.HealthStatus) -> HealthStatus:

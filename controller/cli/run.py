@@ -21,15 +21,21 @@ EXAMPLES = """examples:
   edgefarm run model.onnx --device jetson-orin-01 --devices devices.yaml --json
   edgefarm run digits-cnn --local --recipe int8-static --out ./edgefarm-out
   edgefarm run mobilenet_int8.tflite --device rpi5-coral-01 --eval-data eval.npz
+  edgefarm run mobilenet-v2 --local --recipe et-fp32 --recipe et-int8 --recipe ov-int8 --profile
+  edgefarm run model.onnx --device nuc-01 --backend openvino      # ONNX on OpenVINO, not ONNX Runtime
 """
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="benchmark a model's variants on one device", epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", help="a registry name (digits-cnn), or a path to an .onnx or .tflite file")
+    p.add_argument("model", help="a registry name (digits-cnn), or a path to an .onnx file, or a prebuilt "
+                                 ".tflite, .pte (ExecuTorch) or .xml (OpenVINO IR, its .bin beside it)")
     p.add_argument("--recipe", action="append", dest="recipes", metavar="R",
-                   help="compression recipe, repeatable (default: fp32; a .tflite runs as is)")
+                   help="compression recipe, repeatable (default: fp32; a prebuilt model runs as is)")
+    p.add_argument("--backend", default=None, metavar="NAME",
+                   help="run every variant on this backend (onnxruntime, tensorrt, openvino, litert, executorch); "
+                        "default: the board's preferred backend for each variant's format")
     p.add_argument("--shape", action="append", dest="shapes", default=[], metavar="NAME:DIMS",
                    help="the exact shape of an input with dynamic dims, trtexec's syntax (images:1x3x640x640); "
                         "repeatable. A dynamic dim nothing resolves is refused, never guessed")
@@ -70,7 +76,8 @@ def run_and_report(args: argparse.Namespace, model: str, recipes: list[str] | tu
         model, device=device, recipes=recipes, shapes=getattr(args, "shapes", None),
         inputs=getattr(args, "inputs", None), calib_data=getattr(args, "calib_data", None),
         eval_data=getattr(args, "eval_data", None), preprocess=getattr(args, "preprocess", None),
-        measure=measure_settings(args), progress=not args.json, label=command)
+        measure=measure_settings(args), progress=not args.json, label=command,
+        backend=getattr(args, "backend", None))
     ui = RunConsole(quiet=args.json)
     start = time.perf_counter()
     show(run, args, ui)

@@ -23,7 +23,7 @@ import yaml
 from edgefarm import yaml_nodes as yn
 from edgefarm.agent.security import is_loopback
 
-BACKENDS = ("onnxruntime", "litert", "tensorrt")
+BACKENDS = ("onnxruntime", "litert", "tensorrt", "openvino", "executorch")
 EXECUTION_PROVIDERS = ("CPUExecutionProvider", "CUDAExecutionProvider",
                        "TensorrtExecutionProvider", "OpenVINOExecutionProvider")
 DELEGATES = ("edgetpu", "gpu")        # "" (or left out) = XNNPACK on the CPU
@@ -33,6 +33,10 @@ PRECISIONS = ("fp32", "fp16", "int8")
 DLA_SOCS = ("xavier", "orin")
 DLA_CORES = (0, 1)
 DLA_PRECISIONS = ("fp16", "int8")
+# OpenVINO: its device plugins, performance hints, and the precisions its plugins may lower float layers to.
+OPENVINO_DEVICES = ("CPU", "GPU", "NPU")
+OPENVINO_HINTS = ("latency", "throughput")
+OPENVINO_PRECISIONS = ("fp32", "fp16", "bf16")
 
 LEASE_URL_SCHEMES = ("sqlite:///", "postgresql://", "postgres://")
 SECURITY_MODES = ("tls", "token", "plaintext")
@@ -42,6 +46,8 @@ OPTION_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "onnxruntime": ("threads", "execution_provider"),
     "litert": ("threads", "delegate", "benchmark_model"),
     "tensorrt": ("precision", "dla_core"),
+    "openvino": ("threads", "device", "performance_hint", "precision"),
+    "executorch": ("threads",),   # delegation and precision are fixed when the .pte is exported
 })
 NAME_PATTERN = "[a-z0-9][a-z0-9._-]*"
 _NAME = re.compile(NAME_PATTERN)
@@ -67,6 +73,8 @@ class BackendSettings:
     precision: str = ""               # tensorrt: "" = fp32
     dla_core: int | None = None       # tensorrt on a Jetson: None = the GPU
     benchmark_model: str = ""         # litert: absolute path of a benchmark_model binary on the board (per-op time)
+    device: str = ""                  # openvino: CPU, GPU or NPU; "" = CPU
+    performance_hint: str = ""        # openvino: latency or throughput; "" = latency
 
 
 @dataclass(frozen=True)
@@ -341,13 +349,20 @@ _OPTION_READERS: Mapping[str, Callable[[yaml.Node, yn.NodeContext], object]] = M
     "precision": lambda node, ctx: yn.choice(node, ctx, "precision", PRECISIONS),
     "dla_core": lambda node, ctx: yn.integer(node, ctx, "dla_core", DLA_CORES[0], DLA_CORES[-1]),
     "benchmark_model": lambda node, ctx: _read_board_path(node, ctx, "benchmark_model"),
+    "device": lambda node, ctx: yn.choice(node, ctx, "device", OPENVINO_DEVICES),
+    "performance_hint": lambda node, ctx: yn.choice(node, ctx, "performance_hint", OPENVINO_HINTS),
+})
+# Where one key means something else for one backend: OpenVINO's precision is what its plugin may lower to.
+_BACKEND_READERS: Mapping[tuple[str, str], Callable[[yaml.Node, yn.NodeContext], object]] = MappingProxyType({
+    ("openvino", "precision"): lambda node, ctx: yn.choice(node, ctx, "precision", OPENVINO_PRECISIONS),
 })
 
 
 def _read_settings(node: yaml.Node, ctx: yn.NodeContext, backend: str, tags: Mapping[str, str]) -> BackendSettings:
     entries = yn.entries(node, ctx, f"backend_options.{backend}")
     yn.check_keys(entries, node, ctx, OPTION_KEYS[backend])
-    values = {key: _OPTION_READERS[key](entry.value, ctx) for key, entry in entries.items()}
+    values = {key: _BACKEND_READERS.get((backend, key), _OPTION_READERS[key])(entry.value, ctx)
+              for key, entry in entries.items()}
     settings = BackendSettings(backend, **values)  # type: ignore[arg-type]  # each reader checked its type
     if settings.dla_core is not None:
         _check_dla(settings, entries["dla_core"].value, ctx, tags)

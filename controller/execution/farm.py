@@ -42,7 +42,7 @@ from edgefarm.controller.execution.farm_records import (
 from edgefarm.controller.execution.run_leases import RunLeases
 from edgefarm.controller.execution.serial_thread import SerialThread
 from edgefarm.controller.leases import LeaseError, LeaseManager
-from edgefarm.controller.planning.backends import NoBackendError, choose_backend
+from edgefarm.controller.planning.backends import NoBackendError, choose_backend, runtime_refusal
 from edgefarm.controller.planning.job_inputs import require_protocol
 from edgefarm.controller.planning.run_plan import MeasureSettings, build_spec
 from edgefarm.controller.planning.scheduler import PlannedJob, assign
@@ -285,7 +285,11 @@ class FarmRunner:
             return JobEnd(job, device, "bad-input", f"{device}: {exc}")
         record = replace(job.record, device=device, backend=backend)
         self._write(self.store.set_job_device, record.id, device, backend)
-        require_protocol(device, await session.describe(), job.inputs, self.measure.profile)
+        info = await session.describe()
+        require_protocol(device, info, job.inputs, self.measure.profile)
+        refusal = runtime_refusal(device, info, backend)
+        if refusal:  # devices.yaml lists the backend, the board's Describe says it cannot run it
+            return JobEnd(replace(job, record=record), device, "bad-input", refusal)
         files = [(job.artifact, record.artifact_sha256), *job.inputs.files()]
         if job.eval_npz is not None:
             files.append((job.eval_npz, job.eval_sha))

@@ -26,7 +26,7 @@ from edgefarm.controller.execution.prepare import (
 from edgefarm.controller.leases import LeaseError, LeaseManager, default_owner, open_lease_manager
 from edgefarm.controller.planning.backends import artifact_format
 from edgefarm.controller.planning.job_inputs import JobInputs
-from edgefarm.controller.planning.run_plan import RunPlan, Target, model_name
+from edgefarm.controller.planning.run_plan import RunPlan, Target, model_name, prebuilt_format
 from edgefarm.controller.planning.scheduler import PlanError, PlannedJob, expand
 from edgefarm.controller.results.liveness import ABANDONED_AFTER_S, BEAT_S
 from edgefarm.controller.results.store import JobRecord, ResultStore
@@ -114,7 +114,7 @@ class FarmRun:
             source = model_source(plan, self.ui)
             if model not in inputs:  # refuses unresolved shapes before this model is compressed
                 inputs[model] = job_inputs(plan, source)
-            variant = prebuilt_variant(plan) if source.bundle is None else \
+            variant = prebuilt_variant(plan, source) if source.bundle is None else \
                 compress(source.bundle, recipe, plan.cache_dir, progress=self.ui.phase_bar(f"compress {recipe}"))
             self.store.add_variant(run_id, variant_record(variant, host_fidelity_stats(variant, inputs[model])))
             out[(model, recipe)] = PreparedVariant(variant, source.eval_npz, inputs[model].for_artifact(variant.path))
@@ -172,8 +172,9 @@ def planned_format(model: str, recipe: str) -> str:
     from edgefarm.compressors.errors import UnknownRecipeError
     from edgefarm.compressors.recipes import get_recipe
 
-    if artifact_format(model) == ".tflite":
-        return ".tflite"
+    prebuilt = prebuilt_format(model)
+    if prebuilt:
+        return prebuilt
     try:
         return artifact_format(get_recipe(recipe).artifact)
     except UnknownRecipeError:  # a recipe of the matrix's own recipe file: ONNX steps, checked when compressed

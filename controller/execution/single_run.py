@@ -101,7 +101,7 @@ class RunExecutor:
 
     def _variants(self, plan: RunPlan, source: ModelSource, inputs: JobInputs, run_id: str) -> list[Variant]:
         if source.bundle is None:
-            variant = prebuilt_variant(plan)
+            variant = prebuilt_variant(plan, source)
             self.store.add_variant(run_id, variant_record(variant, {}))
             return [variant]
         return [self._compress(source.bundle, recipe, plan, inputs, run_id) for recipe in plan.recipes]

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from pathlib import Path
+from typing import Protocol
 
-# Which backends run which artifact format, in order of preference.
+SIMULATED = "simulated"
+# Which backends run which artifact format, in order of preference. OpenVINO reads ONNX too, after the
+# runtimes built for it: a board listing [onnxruntime, openvino] runs .onnx on ONNX Runtime unless a
+# matrix or --backend openvino says otherwise.
 RUNS_FORMAT: dict[str, tuple[str, ...]] = {
-    ".onnx": ("onnxruntime", "tensorrt"),
+    ".onnx": ("onnxruntime", "tensorrt", "openvino"),
     ".tflite": ("litert",),
-    ".json": ("simulated",),   # agent/backends/simulated.py: scale tests only (devices.yaml cannot name it)
+    ".pte": ("executorch",),
+    ".ovir": ("openvino",),    # an OpenVINO IR, model.xml + model.bin as one tar (agent/backends/openvino.py)
+    ".json": (SIMULATED,),   # agent/backends/simulated.py: scale tests only (devices.yaml cannot name it)
 }
 
 
@@ -39,6 +45,28 @@ def choose_backend(capabilities: Collection[str], artifact_format: str, requeste
             return backend
     wanted = " or ".join(runners) or "no known backend"
     raise NoBackendError(f"{artifact_format or 'this'} files need {wanted}; the board has {_listed(capabilities)}")
+
+
+class AgentRuntimes(Protocol):
+    """What Describe says of a board's runtimes (a DeviceInfo record satisfies it)."""
+
+    @property
+    def backends(self) -> tuple[str, ...]: ...
+
+    def missing_reason(self, backend: str) -> str: ...
+
+
+def runtime_refusal(device: str, info: AgentRuntimes | None, backend: str) -> str:
+    """Why the board's agent cannot run `backend` although devices.yaml lists it; "" when it can (or the
+    agent did not say). Asked after Describe and before any upload, so nothing is shipped in vain."""
+    if info is None or backend in info.backends or backend == SIMULATED:  # simulated is never listed: not a runtime
+        return ""
+    reason = info.missing_reason(backend)
+    if not reason and not info.backends:
+        return ""  # a Describe that lists no runtime at all says nothing either way
+    reason = reason or "its agent does not list it"
+    return (f"{device} has no {backend} runtime: {reason}; nothing was uploaded (the agent runs "
+            f"{_listed(info.backends)})")
 
 
 def can_run(capabilities: Collection[str], artifact_format: str, requested: str | None = None) -> bool:

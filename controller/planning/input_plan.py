@@ -241,6 +241,8 @@ def plan_inputs(inputs: Sequence[ModelInput], given: ShapeList, batch_size: int 
 def declared_inputs(model_path: Path) -> list[ModelInput] | None:
     """The inputs a model file declares; None for a .tflite when no LiteRT runtime is installed here
     (the agent then resolves and refuses on its own)."""
+    if Path(model_path).suffix in (".pte", ".ovir"):
+        return None  # no ONNX graph to read here: the agent's runtime resolves and refuses on its own
     if Path(model_path).suffix != ".tflite":
         return model_inputs(Path(model_path))
     interpreter = _tflite_interpreter(model_path)

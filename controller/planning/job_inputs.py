@@ -16,6 +16,8 @@ from edgefarm.controller.planning.input_plan import InputPlan
 # edgefarm.v1.1 added input shapes, input data and fidelity to BenchmarkSpec; an older agent would
 # silently drop them and measure at shapes of its own choosing.
 SHAPES_SINCE_MINOR = 1
+# Formats our recipes make from an ONNX model with its input names, layout and outputs (et-*, ov-*).
+SAME_INTERFACE = (".ovir", ".pte")
 PROFILE_SINCE_MINOR = 2      # edgefarm.v1.2: JobSpec.profile and Result.layer_profile
 _PROTOCOL = re.compile(r"^edgefarm\.v1(?:\.(\d+))?$")
 
@@ -50,8 +52,9 @@ class JobInputs:
 
     def for_artifact(self, artifact: Path) -> JobInputs:
         """A variant in another format (a .tflite made from an ONNX model) has its own input names and
-        layout: it runs at its own static shapes and is scored on the board only if the names match."""
-        if artifact.suffix == self.model_suffix:
+        layout: it runs at its own static shapes and is scored on the board only if the names match.
+        An OpenVINO IR or an ExecuTorch program made from the same model keeps its names and layout."""
+        if artifact.suffix == self.model_suffix or (self.model_suffix == ".onnx" and artifact.suffix in SAME_INTERFACE):
             return self
         batch = self.plan.batch_size if self.plan else 1
         return JobInputs(InputPlan((), batch) if self.plan else None, artifact.suffix)

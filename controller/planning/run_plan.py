@@ -23,7 +23,8 @@ if TYPE_CHECKING:  # compressors (torch, onnx) stay out of plain planning import
 class Target:
     name: str
     address: str | None            # None: start the embedded local agent
-    backends: tuple[str, ...] = ("onnxruntime", "litert")
+    # The embedded agent's: what it cannot run here its Describe says, and such jobs are refused before upload.
+    backends: tuple[str, ...] = ("onnxruntime", "litert", "openvino", "executorch")
     settings: Mapping[str, BackendSettings] = field(default_factory=dict)  # from devices.yaml
     security: str = ""             # devices.yaml's tls | token | plaintext ("" = by host)
 
@@ -49,7 +50,7 @@ class MeasureSettings:
 
 @dataclass(frozen=True)
 class RunPlan:
-    model: str                      # registry name, or a path to an .onnx or .tflite file
+    model: str                      # registry name, or a path to an .onnx file or a prebuilt one (PREBUILT_FORMATS)
     recipes: tuple[str, ...]
     target: Target
     cache_dir: Path
@@ -104,6 +105,15 @@ class RunOutcome:
     bytes_uploaded: int
 
 AS_IS = "as-is"   # a prebuilt artifact (e.g. a .tflite) measured without a recipe
+# Model files that go to the board as they are, and the format each ships as: an OpenVINO IR's .xml
+# travels with its .bin as one .ovir bundle (agent/backends/openvino.py).
+PREBUILT_FORMATS = {".tflite": ".tflite", ".pte": ".pte", ".ovir": ".ovir", ".xml": ".ovir"}
+
+
+def prebuilt_format(model: str) -> str | None:
+    """The format a prebuilt model file ships as; None for a model the recipes compress (ONNX, a name)."""
+    return PREBUILT_FORMATS.get(Path(model).suffix.lower())
+
 
 class PlanError(ValueError):
     """A run that cannot be planned as asked (e.g. recipes on a prebuilt .tflite)."""
@@ -127,4 +137,5 @@ def build_spec(job: JobRecord, measure: MeasureSettings, choice: BackendSettings
         dla_core=choice.dla_core, input_shapes=tuple(plan.shapes) if plan is not None else (),
         inputs_artifact_sha256=inputs.inputs_sha if plan is not None else "",
         fidelity_artifact_sha256=inputs.fidelity.sha256 if plan is not None and inputs.fidelity else "",
-        profile=m.profile, benchmark_model_path=choice.benchmark_model if m.profile else "")
+        profile=m.profile, benchmark_model_path=choice.benchmark_model if m.profile else "",
+        device=choice.device, performance_hint=choice.performance_hint)

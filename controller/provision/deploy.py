@@ -33,7 +33,8 @@ from edgefarm.controller.provision.ca import CaError, FarmCa, board_tls_files, l
 
 SERVICE_NAME = "edgefarm-agent"
 DISTRIBUTION = "edgefarm"
-BACKEND_EXTRAS = {"onnxruntime": "onnxruntime", "litert": "litert", "tensorrt": "tensorrt"}
+BACKEND_EXTRAS = {"onnxruntime": "onnxruntime", "litert": "litert", "tensorrt": "tensorrt", "openvino": "openvino",
+                  "executorch": "executorch"}
 # What the agent reads from its TLS directory (the lead's --tls-dir flag on `edgefarm-agent serve`).
 COMMAND_TIMEOUT_S = 600.0       # pip on a Raspberry Pi can take minutes
 VERIFY_TIMEOUT_S = 30.0         # importing numpy and grpc on a cold Pi 4 takes several seconds

@@ -260,4 +260,5 @@ def _fingerprint(data: dict) -> Fingerprint:
 def _device(data: dict) -> DeviceInfo:
     runtimes = tuple(RuntimeInfo(r["name"], r["version"], tuple(r["providers"])) for r in data["runtimes"])
     return DeviceInfo(**{**data, "runtimes": runtimes, "accelerators": tuple(data["accelerators"]),
-                         "sensors": tuple(data["sensors"])})
+                         "sensors": tuple(data["sensors"]),
+                         "missing_runtimes": tuple(tuple(m) for m in data.get("missing_runtimes", ()))})

@@ -37,7 +37,15 @@ from edgefarm.api.results import (
 )
 from edgefarm.api.tuning import Tuning
 from edgefarm.controller.console import RunConsole
-from edgefarm.controller.planning.run_plan import AS_IS, MeasureSettings, PhaseTimes, RunOutcome, RunPlan, Target
+from edgefarm.controller.planning.run_plan import (
+    AS_IS,
+    MeasureSettings,
+    PhaseTimes,
+    RunOutcome,
+    RunPlan,
+    Target,
+    prebuilt_format,
+)
 from edgefarm.controller.reports.layer_diff import LayerDiff
 from edgefarm.controller.results.frame import result_row
 from edgefarm.controller.results.layer_frame import LayerTables, layer_tables
@@ -124,7 +132,7 @@ class Farm:
             shapes: Shapes | None = None, inputs: str | Path | None = None,
             calib_data: str | Path | None = None, eval_data: str | Path | None = None,
             preprocess: str | None = None, measure: MeasureSettings | None = None, progress: bool = True,
-            label: str | None = None) -> Run:
+            label: str | None = None, backend: str | None = None) -> Run:
         """Compress `model` with each recipe and measure every variant on one board; returns the stored run.
 
         model: a registry name (digits-cnn) or an .onnx / .tflite path. device: a name from the devices
@@ -133,7 +141,9 @@ class Farm:
         inputs: an .npz of your tensors. calib_data / eval_data: an .npz, or a folder of images with
         `preprocess` ("size=224x224,scale=1/255,layout=nchw,color=rgb"). measure: edgefarm.Measure(...).
         progress: bars on stderr (rich in a terminal or notebook, plain lines in a log). label: the
-        command stored with the run (default "run MODEL").
+        command stored with the run (default "run MODEL"). backend: run every variant on this backend
+        ("openvino" for an ONNX variant on a board that also has ONNX Runtime); None: the board's preferred
+        backend for each variant's format (controller/planning/backends.py).
 
         Raises BadInputError (or a subclass: UnknownDeviceError, BadRecipeError, InputShapeError,
         UnreachableDeviceError, DeviceBusyError) with the CLI's message; results stored before stay.
@@ -145,21 +155,24 @@ class Farm:
         """
         with translated():
             return self._run(str(model), device, recipes, shapes, inputs, DataFiles(
-                _path(calib_data), _path(eval_data), preprocess), measure or MeasureSettings(), progress, label)
+                _path(calib_data), _path(eval_data), preprocess), measure or MeasureSettings(), progress, label,
+                backend or "")
 
     def _run(self, model: str, device: str | None, recipes: Sequence[str] | None, shapes: Shapes | None,
              inputs: str | Path | None, data: DataFiles, measure: MeasureSettings, progress: bool,
-             label: str | None) -> Run:
+             label: str | None, backend: str) -> Run:
         from edgefarm.controller.planning.input_plan import parse_shape_args
 
-        recipes = tuple(recipes or [AS_IS if model.endswith(".tflite") else "fp32"])
+        prebuilt = prebuilt_format(model) is not None
+        recipes = tuple(recipes or [AS_IS if prebuilt else "fp32"])
         target = self._target(device)
-        if not model.endswith(".tflite"):
+        if not prebuilt:
             check_recipes(recipes)
+        check_backend(backend, target, model, recipes)
         check_measure(measure)
         calib, evaluate = data.as_npz(self.cache_dir)
         plan = RunPlan(model, recipes, target, self.cache_dir, measure, calib, evaluate,
-                       parse_shape_args(_shape_args(shapes)), _path(inputs))
+                       parse_shape_args(_shape_args(shapes)), _path(inputs), backend)
         with self._store() as store:
             times, run_id = PhaseTimes(), store.new_run(label or f"run {model}")
             outcome = self._execute(store, plan, run_id, times, progress)
@@ -474,6 +487,24 @@ def check_recipes(recipes: Sequence[str]) -> None:
 
     for recipe in recipes:
         get_recipe(recipe)
+
+
+def check_backend(backend: str, target: Target, model: str, recipes: Sequence[str]) -> None:
+    """--backend NAME: a backend edgefarm knows, on the board, and able to run every variant's format;
+    refused before anything is compressed, naming what would work."""
+    from edgefarm.controller.config.inventory import BACKENDS
+    from edgefarm.controller.execution.farm_run import planned_format
+    from edgefarm.controller.planning.backends import NoBackendError, choose_backend
+
+    if not backend:
+        return
+    if backend not in BACKENDS:
+        raise BadInputError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
+    for recipe in recipes:
+        try:
+            choose_backend(target.backends, planned_format(model, recipe), backend)
+        except NoBackendError as exc:
+            raise BadInputError(f"--backend {backend} for {recipe}: {exc}") from None
 
 
 def _load(store: ResultStore, run_id: str, failures: tuple | None = None) -> Run:
