@@ -181,16 +181,6 @@ def test_no_runtime_is_unavailable_not_a_crash(programs, monkeypatch: pytest.Mon
         et_backend.load(str(programs["plain"][1]), BackendOptions())
 
 
-def test_the_torch_free_runtime_runs_the_same_program(programs) -> None:
-    numpy_runtime = pytest.importorskip("executorch_numpy_runtime",
-                                        reason="executorch-numpy-runtime installs on Python >= 3.12 only")
-    runtime = et_backend._numpy_runtime()
-    engine = et_backend.ExecuTorchEngine(runtime, None, runtime.load_program(str(programs["plain"][1]))
-                                         .load_method("forward"), et_backend.program_placement(
-                                             str(programs["plain"][1])), 0.0)
-    assert numpy_runtime and engine.run({"input": _x()})[0].shape == (1, 4)
-
-
 def test_describe_says_which_runtimes_are_missing_and_why(monkeypatch: pytest.MonkeyPatch) -> None:
     from edgefarm.agent import describe
 
