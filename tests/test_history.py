@@ -113,7 +113,7 @@ def test_a_step_fails_only_the_night_that_confirms_it(real_runs, tmp_path):
 def _points(runs: list[BenchmarkResult]):
     nights = [Night(f"run-{i}", float(i), r.latency.p50_ms * (STEP if i >= STEP_AT else 1))
               for i, r in enumerate(runs[:STEP_AT + 3])]
-    return change_points("mlp.onnx/fp32 on board-a (onnxruntime)", nights)
+    return [p for p in change_points("mlp.onnx/fp32 on board-a (onnxruntime)", nights) if p.step >= FOUND]
 
 
 def test_a_history_too_short_says_how_many_nights_it_needs(real_runs, tmp_path):
