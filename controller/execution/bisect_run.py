@@ -19,12 +19,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from edgefarm.controller.agents.client import AgentUnreachableError
-from edgefarm.controller.config.inventory import Device, UnknownDeviceError, load_inventory
-from edgefarm.controller.config.targets import DEFAULT_DEVICES_FILE
+from edgefarm.controller.config.inventory import Device
 from edgefarm.controller.console import RunConsole
 from edgefarm.controller.execution.farm import TRANSPORT, FarmJob, FarmOutcome, FarmRunner, RetryPolicy
 from edgefarm.controller.execution.prepare import job_inputs
-from edgefarm.controller.execution.single_run import board_for, leases_for, probe
+from edgefarm.controller.execution.single_run import boards_named, leases_for, probe
 from edgefarm.controller.leases import LeaseError, LeaseManager, default_owner
 from edgefarm.controller.nightly.bisect import (
     ArtifactFailed,
@@ -96,7 +95,7 @@ def run_bisect(config: BisectConfig, store: ResultStore, ui: RunConsole, cache_d
     artifacts = _artifacts(config, cache_dir)
     good, bad = _ends(config, artifacts)
     with ExitStack() as stack:
-        boards = stack.enter_context(_boards(config, cache_dir))
+        boards = stack.enter_context(boards_named(config.device, config.devices, cache_dir))
         leases = stack.enter_context(leases_for(leases_url if config.device else None))
         boards = _usable_first(boards, leases, artifacts[0].inputs, config.measure.profile)
         run_id = _new_run(store, config, artifacts, boards)
@@ -127,24 +126,6 @@ def _ends(config: BisectConfig, artifacts: Sequence[Artifact]) -> tuple[int, int
         raise ArtifactSequenceError(f"--good {names[good]} does not come before --bad {names[bad]} in the "
                                     "sequence; the good end is the older artifact")
     return good, bad
-
-
-@contextmanager
-def _boards(config: BisectConfig, cache_dir: Path) -> Iterator[list[Device]]:
-    """The board, or every board of the pool (in the devices file's order) to go on with if one is lost."""
-    if config.device is None:
-        with board_for(Target("local", None), cache_dir) as connect:
-            yield [connect()]
-        return
-    inventory = load_inventory(Path(config.devices or DEFAULT_DEVICES_FILE))
-    if config.device in inventory.names():
-        yield [inventory.get(config.device)]
-    elif config.device in inventory.pools and inventory.pool(config.device):
-        yield inventory.pool(config.device)
-    else:
-        raise UnknownDeviceError(f"{inventory.source}: unknown device or pool {config.device!r}; valid devices: "
-                                 f"{', '.join(inventory.names()) or '(none)'}; pools: "
-                                 f"{', '.join(sorted(inventory.pools)) or '(none defined)'}")
 
 
 def _usable_first(boards: list[Device], leases: LeaseManager, inputs: JobInputs, profile: bool) -> list[Device]:

@@ -17,7 +17,8 @@ from edgefarm.compressors.recipes import Variant, compress
 from edgefarm.controller.agents.client import AgentClient
 from edgefarm.controller.agents.local_agent import LocalAgent
 from edgefarm.controller.agents.records import DeviceInfo
-from edgefarm.controller.config.inventory import Device
+from edgefarm.controller.config.inventory import Device, UnknownDeviceError, load_inventory
+from edgefarm.controller.config.targets import DEFAULT_DEVICES_FILE
 from edgefarm.controller.console import RunConsole
 from edgefarm.controller.execution.farm import FarmJob, FarmOutcome, FarmRunner, RetryPolicy
 from edgefarm.controller.execution.prepare import (
@@ -60,6 +61,26 @@ def board_for(target: Target, cache_dir: Path) -> Iterator[Callable[[], Device]]
     finally:
         if local is not None:
             local.stop()
+
+
+
+@contextmanager
+def boards_named(device: str | None, devices_file: Path | None, cache_dir: Path) -> Iterator[list[Device]]:
+    """The board `device` names, or every board of the pool it names (in the devices file's order, to
+    go on with if one is lost); None: the embedded local agent, started for the block."""
+    if device is None:
+        with board_for(Target("local", None), cache_dir) as connect:
+            yield [connect()]
+        return
+    inventory = load_inventory(Path(devices_file or DEFAULT_DEVICES_FILE))
+    if device in inventory.names():
+        yield [inventory.get(device)]
+    elif device in inventory.pools and inventory.pool(device):
+        yield inventory.pool(device)
+    else:
+        raise UnknownDeviceError(f"{inventory.source}: unknown device or pool {device!r}; valid devices: "
+                                 f"{', '.join(inventory.names()) or '(none)'}; pools: "
+                                 f"{', '.join(sorted(inventory.pools)) or '(none defined)'}")
 
 
 def probe(board: Device) -> DeviceInfo:

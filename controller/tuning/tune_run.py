@@ -12,11 +12,10 @@ from pathlib import Path
 
 from edgefarm.controller.agents.client import AgentUnreachableError
 from edgefarm.controller.agents.records import DeviceInfo
-from edgefarm.controller.config.inventory import Device, UnknownDeviceError, load_inventory
-from edgefarm.controller.config.targets import DEFAULT_DEVICES_FILE
+from edgefarm.controller.config.inventory import Device
 from edgefarm.controller.console import RunConsole
 from edgefarm.controller.execution.prepare import job_inputs, model_source
-from edgefarm.controller.execution.single_run import board_for, leases_for, probe
+from edgefarm.controller.execution.single_run import boards_named, leases_for, probe
 from edgefarm.controller.planning.input_plan import ShapeList
 from edgefarm.controller.planning.job_inputs import require_protocol
 from edgefarm.controller.planning.run_plan import MeasureSettings, PlanError, RunPlan, Target
@@ -79,7 +78,8 @@ def run_tune(config: TuneConfig, store: ResultStore, ui: RunConsole, cache_dir: 
     _check_config(config)
     plan = RunPlan(config.model, ("fp32",), Target("tune", None), cache_dir, config.full,
                    _path(config.calib_data), _path(config.eval_data), config.shapes, _path(config.inputs))
-    with _boards(config, cache_dir) as boards, leases_for(leases_url if config.device else None) as leases:
+    with (boards_named(config.device, config.devices, cache_dir) as boards,
+          leases_for(leases_url if config.device else None) as leases):
         source = model_source(plan, ui)
         if source.bundle is None:
             raise TuneError(f"{config.model}: tune compresses an ONNX model; a prebuilt .tflite has no recipes "
@@ -210,23 +210,6 @@ def _check_config(config: TuneConfig) -> None:
 def _kind(board: Device, info: DeviceInfo) -> str:
     """Boards of one kind get one front: the same CPU model, cores and machine."""
     return f"{info.machine}/{info.cpu_model}/{info.cpu_cores}/{sorted(board.tags.items())}"
-
-
-@contextmanager
-def _boards(config: TuneConfig, cache_dir: Path) -> Iterator[list[Device]]:
-    if config.device is None:
-        with board_for(Target("local", None), cache_dir) as connect:
-            yield [connect()]
-        return
-    inventory = load_inventory(Path(config.devices or DEFAULT_DEVICES_FILE))
-    if config.device in inventory.names():
-        yield [inventory.get(config.device)]
-    elif config.device in inventory.pools and inventory.pool(config.device):
-        yield inventory.pool(config.device)
-    else:
-        raise UnknownDeviceError(f"{inventory.source}: unknown device or pool {config.device!r}; valid devices: "
-                                 f"{', '.join(inventory.names()) or '(none)'}; pools: "
-                                 f"{', '.join(sorted(inventory.pools)) or '(none defined)'}")
 
 
 @contextmanager
